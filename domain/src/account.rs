@@ -1,0 +1,430 @@
+//! Account: a tenant's prepaid balance and the allowances gateway replicas lease from it.
+//!
+//! Rule: a grant never makes `balance − outstanding allowances` negative. Replicas spend leased
+//! allowance in memory and settle what they used; the balance can only go below zero when a
+//! replica settles more than it was granted, which the gateway bounds (docs/architecture.md).
+
+use std::collections::BTreeMap;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::{DomainError, Money};
+
+/// Where a credit came from. `reference` makes a credit idempotent: an order or voucher credits
+/// an account at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditSource {
+    pub kind: CreditKind,
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditKind {
+    Import,
+    Demo,
+    RechargeOrder,
+    Voucher,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountCommand {
+    Credit {
+        amount: Money,
+        source: CreditSource,
+    },
+    /// Makes the total credited by `modelrouter import` equal `total`, crediting or adjusting
+    /// the difference, so that importing the same file twice changes nothing.
+    SetImportedTotal { total: Money },
+    Adjust {
+        amount: Money,
+        reason: String,
+    },
+    GrantAllowance {
+        lease_id: String,
+        node: String,
+        requested: Money,
+    },
+    SettleUsage {
+        lease_id: String,
+        used: Money,
+        calls: u64,
+    },
+    ReleaseAllowance {
+        lease_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountEvent {
+    Credited {
+        amount: Money,
+        source: CreditSource,
+    },
+    Adjusted {
+        amount: Money,
+        reason: String,
+    },
+    AllowanceGranted {
+        lease_id: String,
+        node: String,
+        amount: Money,
+    },
+    UsageSettled {
+        lease_id: String,
+        used: Money,
+        calls: u64,
+    },
+    AllowanceReleased {
+        lease_id: String,
+        amount: Money,
+    },
+}
+crate::domain_event!(AccountEvent, "1");
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Account {
+    balance: Money,
+    imported_total: Money,
+    credited_references: Vec<String>,
+    /// lease id → allowance still outstanding on that lease.
+    leases: BTreeMap<String, Money>,
+}
+
+impl Account {
+    pub fn balance(&self) -> Money {
+        self.balance
+    }
+    pub fn outstanding(&self) -> Money {
+        self.leases.values().fold(Money::ZERO, |sum, m| sum + *m)
+    }
+    /// What may still be granted: balance minus what replicas already hold.
+    pub fn available(&self) -> Money {
+        self.balance - self.outstanding()
+    }
+}
+
+impl Aggregate for Account {
+    const TYPE: &'static str = crate::aggregate_types::ACCOUNT;
+    type Command = AccountCommand;
+    type Event = AccountEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: AccountCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        let event = match command {
+            AccountCommand::Credit { amount, source } => {
+                if !amount.is_positive() {
+                    return Err(DomainError::invalid("amount", "must be positive"));
+                }
+                if self.credited_references.contains(&source.reference) {
+                    return Ok(());
+                }
+                AccountEvent::Credited { amount, source }
+            }
+            AccountCommand::SetImportedTotal { total } => {
+                if total.micros() < 0 {
+                    return Err(DomainError::invalid("balance", "must not be negative"));
+                }
+                let difference = total - self.imported_total;
+                if difference == Money::ZERO {
+                    return Ok(());
+                }
+                if difference.is_positive() {
+                    AccountEvent::Credited {
+                        amount: difference,
+                        source: CreditSource {
+                            kind: CreditKind::Import,
+                            reference: format!("import:{}", total.micros()),
+                        },
+                    }
+                } else {
+                    AccountEvent::Adjusted {
+                        amount: difference,
+                        reason: "import: balance lowered".to_string(),
+                    }
+                }
+            }
+            AccountCommand::Adjust { amount, reason } => {
+                if reason.trim().is_empty() {
+                    return Err(DomainError::invalid("reason", "must be given"));
+                }
+                if amount == Money::ZERO {
+                    return Err(DomainError::invalid("amount", "must not be zero"));
+                }
+                AccountEvent::Adjusted { amount, reason }
+            }
+            AccountCommand::GrantAllowance {
+                lease_id,
+                node,
+                requested,
+            } => {
+                if !requested.is_positive() {
+                    return Err(DomainError::invalid("requested", "must be positive"));
+                }
+                let available = self.available();
+                if !available.is_positive() {
+                    return Err(DomainError::InsufficientBalance { available });
+                }
+                AccountEvent::AllowanceGranted {
+                    lease_id,
+                    node,
+                    amount: requested.min(available),
+                }
+            }
+            AccountCommand::SettleUsage {
+                lease_id,
+                used,
+                calls,
+            } => {
+                if used.micros() < 0 {
+                    return Err(DomainError::invalid("used", "must not be negative"));
+                }
+                if used == Money::ZERO && calls == 0 {
+                    return Ok(());
+                }
+                // Usage is never refused: the calls happened. A lease that was already released
+                // or reclaimed still settles against the balance.
+                AccountEvent::UsageSettled {
+                    lease_id,
+                    used,
+                    calls,
+                }
+            }
+            AccountCommand::ReleaseAllowance { lease_id } => match self.leases.get(&lease_id) {
+                None => return Ok(()),
+                Some(amount) => AccountEvent::AllowanceReleased {
+                    lease_id,
+                    amount: *amount,
+                },
+            },
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: AccountEvent) {
+        match event {
+            AccountEvent::Credited { amount, source } => {
+                self.balance = self.balance + amount;
+                if source.kind == CreditKind::Import {
+                    self.imported_total = self.imported_total + amount;
+                }
+                self.credited_references.push(source.reference);
+            }
+            AccountEvent::Adjusted { amount, reason } => {
+                self.balance = self.balance + amount;
+                if reason.starts_with("import:") {
+                    self.imported_total = self.imported_total + amount;
+                }
+            }
+            AccountEvent::AllowanceGranted {
+                lease_id, amount, ..
+            } => {
+                let held = self.leases.entry(lease_id).or_default();
+                *held = *held + amount;
+            }
+            AccountEvent::UsageSettled { lease_id, used, .. } => {
+                self.balance = self.balance - used;
+                if let Some(held) = self.leases.get_mut(&lease_id) {
+                    *held = (*held - used).max(Money::ZERO);
+                }
+            }
+            AccountEvent::AllowanceReleased { lease_id, .. } => {
+                self.leases.remove(&lease_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<Account>;
+
+    fn credited(amount: i64, reference: &str) -> AccountEvent {
+        AccountEvent::Credited {
+            amount: Money(amount),
+            source: CreditSource {
+                kind: CreditKind::RechargeOrder,
+                reference: reference.into(),
+            },
+        }
+    }
+
+    fn granted(lease: &str, amount: i64) -> AccountEvent {
+        AccountEvent::AllowanceGranted {
+            lease_id: lease.into(),
+            node: "n1".into(),
+            amount: Money(amount),
+        }
+    }
+
+    fn grant(lease: &str, requested: i64) -> AccountCommand {
+        AccountCommand::GrantAllowance {
+            lease_id: lease.into(),
+            node: "n1".into(),
+            requested: Money(requested),
+        }
+    }
+
+    #[test]
+    fn a_reference_credits_at_most_once() {
+        Given::with(())
+            .given(vec![credited(500, "order-1")])
+            .when(AccountCommand::Credit {
+                amount: Money(500),
+                source: CreditSource {
+                    kind: CreditKind::RechargeOrder,
+                    reference: "order-1".into(),
+                },
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn grant_is_capped_at_what_is_available() {
+        Given::with(())
+            .given(vec![credited(1000, "o1"), granted("a", 700)])
+            .when(grant("b", 500))
+            .then_expect_events(vec![granted("b", 300)]);
+    }
+
+    #[test]
+    fn no_grant_when_everything_is_leased_or_spent() {
+        Given::with(())
+            .given(vec![credited(1000, "o1"), granted("a", 1000)])
+            .when(grant("b", 1))
+            .then_expect_error(DomainError::InsufficientBalance {
+                available: Money(0),
+            });
+        Given::with(())
+            .given_no_previous_events()
+            .when(grant("a", 1))
+            .then_expect_error(DomainError::InsufficientBalance {
+                available: Money(0),
+            });
+    }
+
+    #[test]
+    fn settled_usage_frees_the_lease_and_lowers_the_balance() {
+        // 1000 credited, 600 leased, 400 used and settled: balance 600, lease holds 200,
+        // so 400 more can be granted.
+        Given::with(())
+            .given(vec![
+                credited(1000, "o1"),
+                granted("a", 600),
+                AccountEvent::UsageSettled {
+                    lease_id: "a".into(),
+                    used: Money(400),
+                    calls: 4,
+                },
+            ])
+            .when(grant("b", 10_000))
+            .then_expect_events(vec![granted("b", 400)]);
+    }
+
+    #[test]
+    fn release_returns_the_unused_allowance() {
+        Given::with(())
+            .given(vec![credited(1000, "o1"), granted("a", 600)])
+            .when(AccountCommand::ReleaseAllowance {
+                lease_id: "a".into(),
+            })
+            .then_expect_events(vec![AccountEvent::AllowanceReleased {
+                lease_id: "a".into(),
+                amount: Money(600),
+            }]);
+        Given::with(())
+            .given(vec![credited(1000, "o1")])
+            .when(AccountCommand::ReleaseAllowance {
+                lease_id: "gone".into(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn usage_on_a_released_lease_still_settles() {
+        Given::with(())
+            .given(vec![
+                credited(1000, "o1"),
+                granted("a", 600),
+                AccountEvent::AllowanceReleased {
+                    lease_id: "a".into(),
+                    amount: Money(600),
+                },
+            ])
+            .when(AccountCommand::SettleUsage {
+                lease_id: "a".into(),
+                used: Money(50),
+                calls: 1,
+            })
+            .then_expect_events(vec![AccountEvent::UsageSettled {
+                lease_id: "a".into(),
+                used: Money(50),
+                calls: 1,
+            }]);
+    }
+
+    #[test]
+    fn import_total_credits_only_the_difference() {
+        let first = AccountEvent::Credited {
+            amount: Money(100),
+            source: CreditSource {
+                kind: CreditKind::Import,
+                reference: "import:100".into(),
+            },
+        };
+        Given::with(())
+            .given(vec![first.clone()])
+            .when(AccountCommand::SetImportedTotal { total: Money(100) })
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![first.clone()])
+            .when(AccountCommand::SetImportedTotal { total: Money(150) })
+            .then_expect_events(vec![AccountEvent::Credited {
+                amount: Money(50),
+                source: CreditSource {
+                    kind: CreditKind::Import,
+                    reference: "import:150".into(),
+                },
+            }]);
+        Given::with(())
+            .given(vec![first])
+            .when(AccountCommand::SetImportedTotal { total: Money(40) })
+            .then_expect_events(vec![AccountEvent::Adjusted {
+                amount: Money(-60),
+                reason: "import: balance lowered".into(),
+            }]);
+    }
+
+    #[test]
+    fn credit_must_be_positive_and_adjustment_needs_a_reason() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(AccountCommand::Credit {
+                amount: Money(0),
+                source: CreditSource {
+                    kind: CreditKind::Voucher,
+                    reference: "v".into(),
+                },
+            })
+            .then_expect_error_message("invalid amount: must be positive");
+        Given::with(())
+            .given_no_previous_events()
+            .when(AccountCommand::Adjust {
+                amount: Money(5),
+                reason: " ".into(),
+            })
+            .then_expect_error_message("invalid reason: must be given");
+    }
+}

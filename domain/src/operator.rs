@@ -1,0 +1,149 @@
+//! Operator: a platform administrator. The first ones are created by `modelrouter admin create`.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::tenant::normalize_email;
+use crate::DomainError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorRole {
+    Admin,
+    Finance,
+    Support,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperatorCommand {
+    Register {
+        email: String,
+        password_hash: String,
+        role: OperatorRole,
+    },
+    ChangePassword {
+        password_hash: String,
+    },
+    Disable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperatorEvent {
+    Registered {
+        email: String,
+        password_hash: String,
+        role: OperatorRole,
+    },
+    PasswordChanged {
+        password_hash: String,
+    },
+    Disabled,
+}
+crate::domain_event!(OperatorEvent, "1");
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Operator {
+    registered: bool,
+    disabled: bool,
+}
+
+impl Aggregate for Operator {
+    const TYPE: &'static str = crate::aggregate_types::OPERATOR;
+    type Command = OperatorCommand;
+    type Event = OperatorEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: OperatorCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        let event = match command {
+            OperatorCommand::Register {
+                email,
+                password_hash,
+                role,
+            } => {
+                if self.registered {
+                    return Err(DomainError::AlreadyExists("operator"));
+                }
+                if !password_hash.starts_with("$argon2id$") {
+                    return Err(DomainError::invalid(
+                        "password_hash",
+                        "must be an argon2id PHC string",
+                    ));
+                }
+                OperatorEvent::Registered {
+                    email: normalize_email(&email)?,
+                    password_hash,
+                    role,
+                }
+            }
+            _ if !self.registered => return Err(DomainError::NotFound("operator")),
+            _ if self.disabled => return Err(DomainError::Disabled("operator")),
+            OperatorCommand::ChangePassword { password_hash } => {
+                OperatorEvent::PasswordChanged { password_hash }
+            }
+            OperatorCommand::Disable => OperatorEvent::Disabled,
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: OperatorEvent) {
+        match event {
+            OperatorEvent::Registered { .. } => self.registered = true,
+            OperatorEvent::PasswordChanged { .. } => {}
+            OperatorEvent::Disabled => self.disabled = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+
+    fn registered() -> OperatorEvent {
+        OperatorEvent::Registered {
+            email: "ops@example.com".into(),
+            password_hash: HASH.into(),
+            role: OperatorRole::Admin,
+        }
+    }
+
+    #[test]
+    fn register_then_disable_then_nothing_more() {
+        TestFramework::<Operator>::with(())
+            .given_no_previous_events()
+            .when(OperatorCommand::Register {
+                email: "OPS@example.com".into(),
+                password_hash: HASH.into(),
+                role: OperatorRole::Admin,
+            })
+            .then_expect_events(vec![registered()]);
+        TestFramework::<Operator>::with(())
+            .given(vec![registered(), OperatorEvent::Disabled])
+            .when(OperatorCommand::ChangePassword {
+                password_hash: HASH.into(),
+            })
+            .then_expect_error(DomainError::Disabled("operator"));
+    }
+
+    #[test]
+    fn register_twice_is_refused() {
+        TestFramework::<Operator>::with(())
+            .given(vec![registered()])
+            .when(OperatorCommand::Register {
+                email: "x@example.com".into(),
+                password_hash: HASH.into(),
+                role: OperatorRole::Support,
+            })
+            .then_expect_error(DomainError::AlreadyExists("operator"));
+    }
+}

@@ -1,0 +1,273 @@
+//! Tenant: a customer organisation with a login (email + argon2id password hash).
+//! Email uniqueness across tenants is enforced by the store's reservation table in the same
+//! transaction as `Registered`; the aggregate checks what it can see on its own.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TenantCommand {
+    Register {
+        email: String,
+        name: String,
+        password_hash: String,
+    },
+    ChangePassword {
+        password_hash: String,
+    },
+    Rename {
+        name: String,
+    },
+    Suspend {
+        reason: String,
+    },
+    Reactivate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TenantEvent {
+    Registered {
+        email: String,
+        name: String,
+        password_hash: String,
+    },
+    PasswordChanged {
+        password_hash: String,
+    },
+    Renamed {
+        name: String,
+    },
+    Suspended {
+        reason: String,
+    },
+    Reactivated,
+}
+crate::domain_event!(TenantEvent, "1");
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TenantStatus {
+    #[default]
+    Active,
+    Suspended,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Tenant {
+    registered: bool,
+    email: String,
+    name: String,
+    status: TenantStatus,
+}
+
+/// Lower-cases and trims an email, and checks its rough shape (`local@domain.tld`).
+pub fn normalize_email(email: &str) -> Result<String, DomainError> {
+    let email = email.trim().to_lowercase();
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.contains(char::is_whitespace)
+                && email.len() <= 254
+        }
+        None => false,
+    };
+    if valid {
+        Ok(email)
+    } else {
+        Err(DomainError::invalid("email", "is not an email address"))
+    }
+}
+
+fn check_name(name: &str) -> Result<(), DomainError> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(DomainError::invalid("name", "must be 1 to 200 characters"));
+    }
+    Ok(())
+}
+
+fn check_hash(hash: &str) -> Result<(), DomainError> {
+    if !hash.starts_with("$argon2id$") {
+        return Err(DomainError::invalid(
+            "password_hash",
+            "must be an argon2id PHC string",
+        ));
+    }
+    Ok(())
+}
+
+impl Aggregate for Tenant {
+    const TYPE: &'static str = crate::aggregate_types::TENANT;
+    type Command = TenantCommand;
+    type Event = TenantEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: TenantCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        if !self.registered && !matches!(command, TenantCommand::Register { .. }) {
+            return Err(DomainError::NotFound("tenant"));
+        }
+        let event = match command {
+            TenantCommand::Register {
+                email,
+                name,
+                password_hash,
+            } => {
+                if self.registered {
+                    return Err(DomainError::AlreadyExists("tenant"));
+                }
+                let email = normalize_email(&email)?;
+                check_name(&name)?;
+                check_hash(&password_hash)?;
+                TenantEvent::Registered {
+                    email,
+                    name: name.trim().to_string(),
+                    password_hash,
+                }
+            }
+            TenantCommand::ChangePassword { password_hash } => {
+                check_hash(&password_hash)?;
+                TenantEvent::PasswordChanged { password_hash }
+            }
+            TenantCommand::Rename { name } => {
+                check_name(&name)?;
+                if name.trim() == self.name {
+                    return Ok(());
+                }
+                TenantEvent::Renamed {
+                    name: name.trim().to_string(),
+                }
+            }
+            TenantCommand::Suspend { reason } => {
+                if self.status == TenantStatus::Suspended {
+                    return Ok(());
+                }
+                TenantEvent::Suspended { reason }
+            }
+            TenantCommand::Reactivate => {
+                if self.status == TenantStatus::Active {
+                    return Ok(());
+                }
+                TenantEvent::Reactivated
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: TenantEvent) {
+        match event {
+            TenantEvent::Registered { email, name, .. } => {
+                self.registered = true;
+                self.email = email;
+                self.name = name;
+            }
+            TenantEvent::PasswordChanged { .. } => {}
+            TenantEvent::Renamed { name } => self.name = name,
+            TenantEvent::Suspended { .. } => self.status = TenantStatus::Suspended,
+            TenantEvent::Reactivated => self.status = TenantStatus::Active,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<Tenant>;
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+
+    fn registered() -> TenantEvent {
+        TenantEvent::Registered {
+            email: "a@example.com".into(),
+            name: "Acme".into(),
+            password_hash: HASH.into(),
+        }
+    }
+
+    #[test]
+    fn register_normalizes_email() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(TenantCommand::Register {
+                email: "  A@Example.COM ".into(),
+                name: "Acme".into(),
+                password_hash: HASH.into(),
+            })
+            .then_expect_events(vec![registered()]);
+    }
+
+    #[test]
+    fn register_twice_is_refused() {
+        Given::with(())
+            .given(vec![registered()])
+            .when(TenantCommand::Register {
+                email: "b@example.com".into(),
+                name: "B".into(),
+                password_hash: HASH.into(),
+            })
+            .then_expect_error(DomainError::AlreadyExists("tenant"));
+    }
+
+    #[test]
+    fn register_refuses_bad_email_and_plaintext_password() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(TenantCommand::Register {
+                email: "not-an-email".into(),
+                name: "Acme".into(),
+                password_hash: HASH.into(),
+            })
+            .then_expect_error_message("invalid email: is not an email address");
+        Given::with(())
+            .given_no_previous_events()
+            .when(TenantCommand::Register {
+                email: "a@example.com".into(),
+                name: "Acme".into(),
+                password_hash: "hunter2".into(),
+            })
+            .then_expect_error_message("invalid password_hash: must be an argon2id PHC string");
+    }
+
+    #[test]
+    fn suspend_is_idempotent_and_reactivate_restores() {
+        Given::with(())
+            .given(vec![
+                registered(),
+                TenantEvent::Suspended {
+                    reason: "abuse".into(),
+                },
+            ])
+            .when(TenantCommand::Suspend {
+                reason: "again".into(),
+            })
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![
+                registered(),
+                TenantEvent::Suspended {
+                    reason: "abuse".into(),
+                },
+            ])
+            .when(TenantCommand::Reactivate)
+            .then_expect_events(vec![TenantEvent::Reactivated]);
+    }
+
+    #[test]
+    fn commands_on_unknown_tenant_are_refused() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(TenantCommand::Reactivate)
+            .then_expect_error(DomainError::NotFound("tenant"));
+    }
+}
