@@ -1,1 +1,241 @@
-fn main() {}
+//! The `modelrouter` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use modelrouter::config::Settings;
+use modelrouter::server::Core;
+use modelrouter_domain::metadata::{Actor, Metadata};
+use modelrouter_domain::operator::{OperatorCommand, OperatorRole};
+use modelrouter_projections::sql::{self, Projection};
+
+#[derive(Parser)]
+#[command(
+    name = "modelrouter",
+    version,
+    about = "Multi-tenant, multi-protocol AI model gateway"
+)]
+struct Cli {
+    /// Where the embedded store, master key and demo key live.
+    #[arg(
+        long,
+        global = true,
+        env = "MODELROUTER_DATA_DIR",
+        default_value = "./data"
+    )]
+    data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://…); without it the embedded SQLite store is used.
+    #[arg(long, global = true, env = "MODELROUTER_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, env = "MODELROUTER_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Start the built-in mock upstream and seed a demo tenant with balance and a key.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage platform operators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Apply an import file (providers, models, routes, tenants) as commands.
+    Import { file: PathBuf },
+    /// Manage SQL projections.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Run the mock upstream (OpenAI-compatible) on its own.
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:18091")]
+        listen: SocketAddr,
+        /// Require this Bearer key.
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an operator and print a one-time password.
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Drop and replay one projection (balances, usage) or all.
+    Rebuild { name: Option<String> },
+}
+
+fn settings(cli: &Cli, listen: SocketAddr) -> Settings {
+    let mut settings = Settings::local(listen, cli.data_dir.clone());
+    settings.database_url = cli.database_url.clone().filter(|u| !u.is_empty());
+    settings.master_key = std::env::var("MODELROUTER_MASTER_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    settings
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MODELROUTER_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let default_listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
+    match &cli.command {
+        Command::Serve { listen, demo } => {
+            let settings = settings(&cli, *listen);
+            serve(settings, *demo).await
+        }
+        Command::Migrate => {
+            let settings = settings(&cli, default_listen);
+            Core::open(&settings).await?;
+            println!(
+                "migrations applied ({})",
+                if settings.database_url.is_some() {
+                    "postgres"
+                } else {
+                    "sqlite"
+                }
+            );
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Create { email },
+        } => {
+            let core = Core::open(&settings(&cli, default_listen)).await?;
+            let password = modelrouter::crypto::generate_password();
+            let email = modelrouter_domain::tenant::normalize_email(email)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            if !modelrouter::store::reserve_email(
+                &core.db,
+                &email,
+                modelrouter::store::LoginKind::Operator,
+                &id,
+            )
+            .await?
+            {
+                anyhow::bail!("{email} already has a login");
+            }
+            let register = OperatorCommand::Register {
+                email: email.clone(),
+                password_hash: modelrouter::crypto::hash_password(&password)?,
+                role: OperatorRole::Admin,
+            };
+            core.commands
+                .operators
+                .execute(&id, register, &Metadata::new(&Actor::Cli))
+                .await?;
+            println!("operator {email} created; one-time password: {password}");
+            Ok(())
+        }
+        Command::Import { file } => {
+            let core = Core::open(&settings(&cli, default_listen)).await?;
+            let report = modelrouter::import::import_path(&core, file).await?;
+            println!("imported {}: {} new events", file.display(), report.events);
+            for (email, name, key) in report.generated_keys {
+                println!("new key for {email} ({name}), shown once: {key}");
+            }
+            Ok(())
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name },
+        } => {
+            let core = Core::open(&settings(&cli, default_listen)).await?;
+            let projections = match name {
+                None => Projection::ALL.to_vec(),
+                Some(name) => vec![Projection::from_name(name).with_context(|| {
+                    format!("unknown projection {name:?}; known: balances, usage")
+                })?],
+            };
+            for projection in projections {
+                let events = sql::rebuild(&core.db, projection).await?;
+                println!("rebuilt {} from {events} events", projection.name());
+            }
+            Ok(())
+        }
+        Command::MockUpstream { listen, api_key } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!(
+                "mock upstream listening on http://{}/v1",
+                listener.local_addr()?
+            );
+            let config = modelrouter::mock::MockConfig {
+                api_key: api_key.clone(),
+            };
+            modelrouter::mock::serve(listener, config, shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let core = Core::open(&settings).await?;
+    if demo {
+        let mock_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let mock_addr = mock_listener.local_addr()?;
+        tokio::spawn(modelrouter::mock::serve(
+            mock_listener,
+            modelrouter::mock::MockConfig::default(),
+            std::future::pending(),
+        ));
+        let key = modelrouter::demo::demo_key(&settings.data_dir)?;
+        modelrouter::demo::seed(&core, mock_addr, &key).await?;
+        println!("Model Router demo on http://{addr} (mock upstream on http://{mock_addr}/v1)");
+        println!("Try it:");
+        println!(
+            "  curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'",
+            modelrouter::demo::DEMO_MODEL
+        );
+    } else {
+        println!("Model Router listening on http://{addr}");
+    }
+    modelrouter::server::serve(settings, core, listener, shutdown_signal()).await
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: draining requests, metering and allowances");
+}

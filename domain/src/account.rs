@@ -37,7 +37,9 @@ pub enum AccountCommand {
     },
     /// Makes the total credited by `modelrouter import` equal `total`, crediting or adjusting
     /// the difference, so that importing the same file twice changes nothing.
-    SetImportedTotal { total: Money },
+    SetImportedTotal {
+        total: Money,
+    },
     Adjust {
         amount: Money,
         reason: String,
@@ -169,14 +171,16 @@ impl Aggregate for Account {
                 if !requested.is_positive() {
                     return Err(DomainError::invalid("requested", "must be positive"));
                 }
+                // All or nothing, so the replica knows exactly what it holds; the error says what
+                // is available, so it can ask again for less.
                 let available = self.available();
-                if !available.is_positive() {
+                if requested > available {
                     return Err(DomainError::InsufficientBalance { available });
                 }
                 AccountEvent::AllowanceGranted {
                     lease_id,
                     node,
-                    amount: requested.min(available),
+                    amount: requested,
                 }
             }
             AccountCommand::SettleUsage {
@@ -292,10 +296,16 @@ mod tests {
     }
 
     #[test]
-    fn grant_is_capped_at_what_is_available() {
+    fn grant_beyond_what_is_available_is_refused_and_says_what_is() {
         Given::with(())
             .given(vec![credited(1000, "o1"), granted("a", 700)])
             .when(grant("b", 500))
+            .then_expect_error(DomainError::InsufficientBalance {
+                available: Money(300),
+            });
+        Given::with(())
+            .given(vec![credited(1000, "o1"), granted("a", 700)])
+            .when(grant("b", 300))
             .then_expect_events(vec![granted("b", 300)]);
     }
 
@@ -329,7 +339,7 @@ mod tests {
                     calls: 4,
                 },
             ])
-            .when(grant("b", 10_000))
+            .when(grant("b", 400))
             .then_expect_events(vec![granted("b", 400)]);
     }
 

@@ -36,12 +36,13 @@ impl KeyScope {
                 "scope",
                 "a selected set needs at least one model",
             )),
-            KeyScope::Models(models) if models.iter().any(|m| m.trim().is_empty()) => {
-                Err(DomainError::invalid("scope", "model names must not be empty"))
-            }
-            KeyScope::Fixed(model) if model.trim().is_empty() => {
-                Err(DomainError::invalid("scope", "the fixed model must be named"))
-            }
+            KeyScope::Models(models) if models.iter().any(|m| m.trim().is_empty()) => Err(
+                DomainError::invalid("scope", "model names must not be empty"),
+            ),
+            KeyScope::Fixed(model) if model.trim().is_empty() => Err(DomainError::invalid(
+                "scope",
+                "the fixed model must be named",
+            )),
             _ => Ok(()),
         }
     }

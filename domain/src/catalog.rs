@@ -62,7 +62,10 @@ fn check_details(details: &ModelDetails) -> Result<(), DomainError> {
         return Err(DomainError::invalid("display_name", "must be given"));
     }
     if details.max_output_tokens == 0 {
-        return Err(DomainError::invalid("max_output_tokens", "must be positive"));
+        return Err(DomainError::invalid(
+            "max_output_tokens",
+            "must be positive",
+        ));
     }
     Ok(())
 }

@@ -167,12 +167,18 @@ mod tests {
                 "http://up.example/v1",
             ))]);
         Given::with(())
-            .given(vec![ProviderEvent::Registered(config("http://up.example/v1"))])
+            .given(vec![ProviderEvent::Registered(config(
+                "http://up.example/v1",
+            ))])
             .when(ProviderCommand::Configure(config("http://up.example/v1")))
             .then_expect_events(vec![]);
         Given::with(())
-            .given(vec![ProviderEvent::Registered(config("http://up.example/v1"))])
-            .when(ProviderCommand::Configure(config("http://other.example/v1")))
+            .given(vec![ProviderEvent::Registered(config(
+                "http://up.example/v1",
+            ))])
+            .when(ProviderCommand::Configure(config(
+                "http://other.example/v1",
+            )))
             .then_expect_events(vec![ProviderEvent::Reconfigured(config(
                 "http://other.example/v1",
             ))]);

@@ -1,1 +1,11 @@
+//! The read side of Model Router: the event log tail, the in-memory view every gateway replica
+//! serves from, and the SQL read models with their checkpoints.
+//!
+//! Architecture invariant: this crate knows `domain` and SQL, never HTTP.
 
+pub mod db;
+pub mod live;
+pub mod sql;
+
+pub use db::{Db, StoredEvent, TailPosition};
+pub use live::LiveView;

@@ -1,0 +1,211 @@
+//! The two storage backends behind one type. SQL that is the same on both is written once with
+//! [`on_db!`], which expands it for each pool so each stays fully type-checked.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+/// Runs the same expression against whichever pool a [`Db`] holds.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An event as the tail reads it: the log's order plus the raw payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    pub tx: i64,
+    pub position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: String,
+}
+
+/// A point in the log: the transaction order (0 on SQLite) and the global position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct TailPosition {
+    pub tx: i64,
+    pub position: i64,
+}
+
+impl StoredEvent {
+    pub fn tail_position(&self) -> TailPosition {
+        TailPosition {
+            tx: self.tx,
+            position: self.position,
+        }
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Connects to `postgres://…` URLs, or else to the SQLite file `path_or_url` names
+    /// (`sqlite://…` or a plain path), creating it if missing.
+    pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    /// Reads up to `limit` events after `after`, in log order. On PostgreSQL only events whose
+    /// transaction is older than every running one are returned (see migration 0002), so the
+    /// order never changes after it was read.
+    pub async fn read_events(
+        &self,
+        after: TailPosition,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = match self {
+            Db::Sqlite(pool) => sqlx::query(
+                "SELECT 0 AS tx, global_position, aggregate_type, aggregate_id, sequence,
+                            event_type, payload, metadata, recorded_at
+                       FROM events WHERE global_position > $1
+                      ORDER BY global_position LIMIT $2",
+            )
+            .bind(after.position)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| stored_event(&row))
+            .collect::<Result<Vec<_>, _>>()?,
+            Db::Postgres(pool) => sqlx::query(
+                "SELECT tx::text::bigint AS tx, global_position, aggregate_type, aggregate_id,
+                            sequence, event_type, payload::text AS payload,
+                            metadata::text AS metadata,
+                            to_char(recorded_at AT TIME ZONE 'UTC',
+                                    'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS recorded_at
+                       FROM events
+                      WHERE (tx, global_position) > ($1::text::xid8, $2)
+                        AND tx < pg_snapshot_xmin(pg_current_snapshot())
+                      ORDER BY tx, global_position LIMIT $3",
+            )
+            .bind(after.tx)
+            .bind(after.position)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| stored_event(&row))
+            .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// The position of the newest event a tailer could read now.
+    pub async fn head(&self) -> Result<TailPosition, sqlx::Error> {
+        match self {
+            Db::Sqlite(pool) => {
+                let position: Option<i64> =
+                    sqlx::query_scalar("SELECT max(global_position) FROM events")
+                        .fetch_one(pool)
+                        .await?;
+                Ok(TailPosition {
+                    tx: 0,
+                    position: position.unwrap_or(0),
+                })
+            }
+            Db::Postgres(pool) => {
+                let row = sqlx::query(
+                    "SELECT tx::text::bigint AS tx, global_position FROM events
+                      WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
+                      ORDER BY tx DESC, global_position DESC LIMIT 1",
+                )
+                .fetch_optional(pool)
+                .await?;
+                match row {
+                    None => Ok(TailPosition::default()),
+                    Some(row) => Ok(TailPosition {
+                        tx: row.try_get("tx")?,
+                        position: row.try_get("global_position")?,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn stored_event<R>(row: &R) -> Result<StoredEvent, sqlx::Error>
+where
+    R: Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let json = |column: &str| -> Result<serde_json::Value, sqlx::Error> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    Ok(StoredEvent {
+        tx: row.try_get("tx")?,
+        position: row.try_get("global_position")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        payload: json("payload")?,
+        metadata: json("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}

@@ -1,0 +1,295 @@
+//! The in-memory view each gateway replica serves requests from: key lookup, tenants, catalog,
+//! routing table and providers. Built by applying the event log in order; the gateway swaps a
+//! fresh copy in after each batch, so requests never wait on the database.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use modelrouter_domain::aggregate_types as types;
+use modelrouter_domain::api_key::{ApiKeyEvent, KeyScope};
+use modelrouter_domain::catalog::{CatalogModelEvent, ModelDetails};
+use modelrouter_domain::provider::{ProviderConfig, ProviderEvent};
+use modelrouter_domain::route::{Deployment, RetryPolicy, RouteEvent};
+use modelrouter_domain::tenant::{TenantEvent, TenantStatus};
+use modelrouter_domain::Pricing;
+use serde::de::DeserializeOwned;
+
+use crate::db::{StoredEvent, TailPosition};
+
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub scope: KeyScope,
+    pub revoked: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyEntry {
+    pub fn usable_at(&self, now: DateTime<Utc>) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantEntry {
+    pub email: String,
+    pub name: String,
+    pub status: TenantStatus,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    pub details: ModelDetails,
+    pub pricing: Pricing,
+    pub price_version: u32,
+    pub retired: bool,
+    /// When the model was published, Unix seconds.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    pub deployments: Vec<Deployment>,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderEntry {
+    pub config: ProviderConfig,
+    pub enabled: bool,
+    /// The credential as stored: AES-256-GCM ciphertext, decrypted only when a call is made.
+    pub credential: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LiveView {
+    pub position: TailPosition,
+    /// hex SHA-256 of the key → key
+    pub keys: HashMap<String, KeyEntry>,
+    key_hashes: HashMap<String, String>,
+    pub tenants: HashMap<String, TenantEntry>,
+    pub models: BTreeMap<String, ModelEntry>,
+    pub routes: HashMap<String, RouteEntry>,
+    pub providers: HashMap<String, ProviderEntry>,
+}
+
+/// Whether an event changes the live view at all (metering and balances do not).
+pub fn concerns_live_view(aggregate_type: &str) -> bool {
+    matches!(
+        aggregate_type,
+        types::TENANT | types::API_KEY | types::CATALOG_MODEL | types::ROUTE | types::PROVIDER
+    )
+}
+
+fn decode<E: DeserializeOwned>(event: &StoredEvent) -> Option<E> {
+    match serde_json::from_value(event.payload.clone()) {
+        Ok(decoded) => Some(decoded),
+        Err(error) => {
+            tracing::error!(
+                position = event.position,
+                aggregate_type = %event.aggregate_type,
+                %error,
+                "event payload does not decode; skipped"
+            );
+            None
+        }
+    }
+}
+
+impl LiveView {
+    pub fn key_by_id(&self, key_id: &str) -> Option<&KeyEntry> {
+        self.key_hashes
+            .get(key_id)
+            .and_then(|hash| self.keys.get(hash))
+    }
+
+    /// Applies one event. Events must come in log order.
+    pub fn apply(&mut self, event: &StoredEvent) {
+        self.position = event.tail_position();
+        let id = event.aggregate_id.as_str();
+        match event.aggregate_type.as_str() {
+            types::TENANT => {
+                if let Some(e) = decode::<TenantEvent>(event) {
+                    self.apply_tenant(id, e)
+                }
+            }
+            types::API_KEY => {
+                if let Some(e) = decode::<ApiKeyEvent>(event) {
+                    self.apply_key(id, e)
+                }
+            }
+            types::CATALOG_MODEL => {
+                if let Some(e) = decode::<CatalogModelEvent>(event) {
+                    let created = DateTime::parse_from_rfc3339(&event.recorded_at)
+                        .map(|t| t.timestamp())
+                        .unwrap_or(0);
+                    self.apply_model(id, e, created)
+                }
+            }
+            types::ROUTE => {
+                if let Some(RouteEvent::BindingChanged { deployments, retry }) = decode(event) {
+                    self.routes
+                        .insert(id.to_string(), RouteEntry { deployments, retry });
+                }
+            }
+            types::PROVIDER => {
+                if let Some(e) = decode::<ProviderEvent>(event) {
+                    self.apply_provider(id, e)
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_tenant(&mut self, id: &str, event: TenantEvent) {
+        match event {
+            TenantEvent::Registered {
+                email,
+                name,
+                password_hash,
+            } => {
+                self.tenants.insert(
+                    id.to_string(),
+                    TenantEntry {
+                        email,
+                        name,
+                        status: TenantStatus::Active,
+                        password_hash,
+                    },
+                );
+            }
+            other => {
+                let Some(tenant) = self.tenants.get_mut(id) else {
+                    return;
+                };
+                match other {
+                    TenantEvent::PasswordChanged { password_hash } => {
+                        tenant.password_hash = password_hash
+                    }
+                    TenantEvent::Renamed { name } => tenant.name = name,
+                    TenantEvent::Suspended { .. } => tenant.status = TenantStatus::Suspended,
+                    TenantEvent::Reactivated => tenant.status = TenantStatus::Active,
+                    TenantEvent::Registered { .. } => {}
+                }
+            }
+        }
+    }
+
+    fn apply_key(&mut self, id: &str, event: ApiKeyEvent) {
+        if let ApiKeyEvent::Created {
+            tenant_id,
+            name,
+            hash,
+            prefix,
+            scope,
+            expires_at,
+        } = event
+        {
+            self.key_hashes.insert(id.to_string(), hash.clone());
+            self.keys.insert(
+                hash,
+                KeyEntry {
+                    key_id: id.to_string(),
+                    tenant_id,
+                    name,
+                    prefix,
+                    scope,
+                    revoked: false,
+                    expires_at,
+                },
+            );
+            return;
+        }
+        let Some(key) = self
+            .key_hashes
+            .get(id)
+            .and_then(|hash| self.keys.get_mut(hash))
+        else {
+            return;
+        };
+        match event {
+            ApiKeyEvent::ScopeChanged { scope } => key.scope = scope,
+            ApiKeyEvent::Renamed { name } => key.name = name,
+            ApiKeyEvent::Revoked => key.revoked = true,
+            ApiKeyEvent::Created { .. } => {}
+        }
+    }
+
+    fn apply_model(&mut self, id: &str, event: CatalogModelEvent, created: i64) {
+        if let CatalogModelEvent::Published {
+            details,
+            pricing,
+            price_version,
+        } = event
+        {
+            self.models.insert(
+                id.to_string(),
+                ModelEntry {
+                    details,
+                    pricing,
+                    price_version,
+                    retired: false,
+                    created,
+                },
+            );
+            return;
+        }
+        let Some(model) = self.models.get_mut(id) else {
+            return;
+        };
+        match event {
+            CatalogModelEvent::DetailsChanged { details } => {
+                model.details = details;
+                model.retired = false;
+            }
+            CatalogModelEvent::PricingChanged {
+                pricing,
+                price_version,
+            } => {
+                model.pricing = pricing;
+                model.price_version = price_version;
+            }
+            CatalogModelEvent::Retired => model.retired = true,
+            CatalogModelEvent::Published { .. } => {}
+        }
+    }
+
+    fn apply_provider(&mut self, id: &str, event: ProviderEvent) {
+        match event {
+            ProviderEvent::Registered(config) => {
+                self.providers.insert(
+                    id.to_string(),
+                    ProviderEntry {
+                        config,
+                        enabled: true,
+                        credential: None,
+                        fingerprint: None,
+                    },
+                );
+            }
+            other => {
+                let Some(provider) = self.providers.get_mut(id) else {
+                    return;
+                };
+                match other {
+                    ProviderEvent::Reconfigured(config) => provider.config = config,
+                    ProviderEvent::CredentialRotated {
+                        ciphertext,
+                        fingerprint,
+                    } => {
+                        provider.credential = Some(ciphertext);
+                        provider.fingerprint = Some(fingerprint);
+                    }
+                    ProviderEvent::Enabled => provider.enabled = true,
+                    ProviderEvent::Disabled => provider.enabled = false,
+                    ProviderEvent::Registered(_) => {}
+                }
+            }
+        }
+    }
+}

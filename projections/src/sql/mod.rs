@@ -1,0 +1,211 @@
+//! SQL read models. Each projection applies the events it cares about and keeps a checkpoint
+//! (the last event it applied) in the same transaction, so a crash never applies an event twice
+//! or skips one. Replicas share the work safely: a batch holds the checkpoint row's lock.
+
+pub mod balances;
+pub mod usage;
+
+use modelrouter_domain::aggregate_types as types;
+use sqlx::{Postgres, Row, Sqlite, Transaction};
+
+use crate::db::{Db, StoredEvent, TailPosition};
+
+pub use balances::BalanceRow;
+pub use usage::UsageRow;
+
+/// A transaction on either backend.
+pub enum DbTx<'c> {
+    Sqlite(Transaction<'c, Sqlite>),
+    Postgres(Transaction<'c, Postgres>),
+}
+
+/// Runs the same expression against whichever transaction a [`DbTx`] holds.
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::sql::DbTx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::sql::DbTx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+impl DbTx<'_> {
+    pub async fn begin(db: &Db) -> Result<DbTx<'static>, sqlx::Error> {
+        Ok(match db {
+            Db::Sqlite(pool) => DbTx::Sqlite(pool.begin().await?),
+            Db::Postgres(pool) => DbTx::Postgres(pool.begin().await?),
+        })
+    }
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            DbTx::Sqlite(tx) => tx.commit().await,
+            DbTx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    Balances,
+    Usage,
+}
+
+impl Projection {
+    pub const ALL: [Projection; 2] = [Projection::Balances, Projection::Usage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Projection::Balances => "balances",
+            Projection::Usage => "usage",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Projection> {
+        Projection::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The tables this projection owns, emptied by a rebuild.
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Projection::Balances => &["balances", "balance_leases"],
+            Projection::Usage => &["usage_calls"],
+        }
+    }
+
+    fn concerns(self, aggregate_type: &str) -> bool {
+        match self {
+            Projection::Balances => aggregate_type == types::ACCOUNT,
+            Projection::Usage => aggregate_type == types::INFERENCE_CALL,
+        }
+    }
+
+    async fn apply(self, tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), sqlx::Error> {
+        match self {
+            Projection::Balances => balances::apply(tx, event).await,
+            Projection::Usage => usage::apply(tx, event).await,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("unknown projection {0:?}; known: balances, usage")]
+    Unknown(String),
+}
+
+/// Locks the projection's checkpoint row for this transaction and returns it.
+async fn lock_checkpoint(
+    tx: &mut DbTx<'_>,
+    projection: Projection,
+) -> Result<TailPosition, sqlx::Error> {
+    let name = projection.name();
+    // The no-op UPDATE takes SQLite's write lock (and PostgreSQL's row lock) up front, so two
+    // runners never read the same checkpoint and both apply the batch after it.
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, tx, position) VALUES ($1, 0, 0)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("UPDATE projection_checkpoints SET name = name WHERE name = $1")
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+        let row = sqlx::query("SELECT tx, position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(TailPosition { tx: row.try_get("tx")?, position: row.try_get("position")? })
+    })
+}
+
+async fn save_checkpoint(
+    tx: &mut DbTx<'_>,
+    projection: Projection,
+    at: TailPosition,
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, conn => {
+        sqlx::query("UPDATE projection_checkpoints SET tx = $1, position = $2 WHERE name = $3")
+            .bind(at.tx)
+            .bind(at.position)
+            .bind(projection.name())
+            .execute(conn)
+            .await
+            .map(|_| ())
+    })
+}
+
+/// Applies every event after the projection's checkpoint, in batches of `batch` events.
+/// Returns how many events it read.
+pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let mut tx = DbTx::begin(db).await?;
+        let checkpoint = lock_checkpoint(&mut tx, projection).await?;
+        let events = db.read_events(checkpoint, batch).await?;
+        let Some(last) = events.last().map(StoredEvent::tail_position) else {
+            tx.commit().await?;
+            return Ok(total);
+        };
+        for event in events
+            .iter()
+            .filter(|e| projection.concerns(&e.aggregate_type))
+        {
+            projection.apply(&mut tx, event).await?;
+        }
+        save_checkpoint(&mut tx, projection, last).await?;
+        tx.commit().await?;
+        total += events.len();
+        if (events.len() as i64) < batch {
+            return Ok(total);
+        }
+    }
+}
+
+/// Empties the projection's tables, resets its checkpoint and replays the whole log.
+pub async fn rebuild(db: &Db, projection: Projection) -> Result<usize, sqlx::Error> {
+    let mut tx = DbTx::begin(db).await?;
+    lock_checkpoint(&mut tx, projection).await?;
+    for table in projection.tables() {
+        // Table names are constants of this crate, never user input.
+        let sql = format!("DELETE FROM {table}");
+        on_tx!(&mut tx, conn => sqlx::query(&sql).execute(conn).await.map(|_| ()))?;
+    }
+    save_checkpoint(&mut tx, projection, TailPosition::default()).await?;
+    tx.commit().await?;
+    catch_up(db, projection, 1000).await
+}
+
+/// The projection's checkpoint, without locking.
+pub async fn checkpoint(db: &Db, projection: Projection) -> Result<TailPosition, sqlx::Error> {
+    let row = crate::on_db!(db, pool => {
+        sqlx::query("SELECT tx, position FROM projection_checkpoints WHERE name = $1")
+            .bind(projection.name())
+            .fetch_optional(pool)
+            .await?
+            .map(|row| -> Result<TailPosition, sqlx::Error> {
+                Ok(TailPosition { tx: row.try_get("tx")?, position: row.try_get("position")? })
+            })
+    });
+    row.unwrap_or(Ok(TailPosition::default()))
+}
+
+/// Every row of a projection's tables as JSON lines in a stable order, for comparing a rebuilt
+/// projection with the incrementally built one.
+pub async fn dump(db: &Db, projection: Projection) -> Result<Vec<String>, sqlx::Error> {
+    match projection {
+        Projection::Balances => balances::dump(db).await,
+        Projection::Usage => usage::dump(db).await,
+    }
+}

@@ -1,0 +1,142 @@
+//! The per-call usage read model: one row per metered call.
+
+use modelrouter_domain::inference::InferenceCallEvent;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{on_tx, DbTx};
+use crate::db::{Db, StoredEvent};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub request_id: String,
+    pub tenant_id: String,
+    pub key_id: String,
+    pub model: String,
+    pub inbound_protocol: String,
+    pub stream: bool,
+    pub status: i64,
+    pub input_tokens: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    pub cache_write_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
+    pub estimated: bool,
+    pub cost: i64,
+    pub price_version: i64,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub attempts: i64,
+    pub provider: Option<String>,
+    pub started_at: String,
+}
+
+fn to_i64(value: Option<u64>) -> Option<i64> {
+    value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), sqlx::Error> {
+    let Ok(InferenceCallEvent::Completed(call)) = serde_json::from_value(event.payload.clone())
+    else {
+        tracing::error!(
+            position = event.position,
+            "inference event does not decode; skipped"
+        );
+        return Ok(());
+    };
+    let provider = call.attempts.last().map(|attempt| attempt.provider.clone());
+    let started_at = call
+        .started_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO usage_calls
+               (request_id, tenant_id, key_id, model, inbound_protocol, stream, status,
+                input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+                estimated, cost, price_version, latency_ms, ttft_ms, attempts, provider, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $19, $20)
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(&event.aggregate_id)
+        .bind(&call.tenant_id)
+        .bind(&call.key_id)
+        .bind(&call.model)
+        .bind(&call.inbound_protocol)
+        .bind(i64::from(call.stream))
+        .bind(i64::from(call.status))
+        .bind(to_i64(call.usage.input_total))
+        .bind(to_i64(call.usage.cache_read))
+        .bind(to_i64(call.usage.cache_write))
+        .bind(to_i64(call.usage.output_total))
+        .bind(to_i64(call.usage.reasoning))
+        .bind(i64::from(call.usage.estimated))
+        .bind(call.cost.0)
+        .bind(i64::from(call.price_version))
+        .bind(i64::try_from(call.latency_ms).unwrap_or(i64::MAX))
+        .bind(to_i64(call.ttft_ms))
+        .bind(i64::try_from(call.attempts.len()).unwrap_or(i64::MAX))
+        .bind(provider)
+        .bind(started_at)
+        .execute(conn)
+        .await
+        .map(|_| ())
+    })
+}
+
+/// Calls of one tenant (or all tenants), newest first.
+pub async fn calls(
+    db: &Db,
+    tenant_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<UsageRow>, sqlx::Error> {
+    crate::on_db!(db, pool => {
+        sqlx::query(
+            "SELECT request_id, tenant_id, key_id, model, inbound_protocol, stream, status,
+                    input_tokens, cached_tokens, cache_write_tokens, output_tokens,
+                    reasoning_tokens, estimated, cost, price_version, latency_ms, ttft_ms,
+                    attempts, provider, started_at
+               FROM usage_calls WHERE ($1 IS NULL OR tenant_id = $1)
+              ORDER BY started_at DESC, request_id LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(UsageRow {
+                request_id: row.try_get("request_id")?,
+                tenant_id: row.try_get("tenant_id")?,
+                key_id: row.try_get("key_id")?,
+                model: row.try_get("model")?,
+                inbound_protocol: row.try_get("inbound_protocol")?,
+                stream: row.try_get::<i64, _>("stream")? != 0,
+                status: row.try_get("status")?,
+                input_tokens: row.try_get("input_tokens")?,
+                cached_tokens: row.try_get("cached_tokens")?,
+                cache_write_tokens: row.try_get("cache_write_tokens")?,
+                output_tokens: row.try_get("output_tokens")?,
+                reasoning_tokens: row.try_get("reasoning_tokens")?,
+                estimated: row.try_get::<i64, _>("estimated")? != 0,
+                cost: row.try_get("cost")?,
+                price_version: row.try_get("price_version")?,
+                latency_ms: row.try_get("latency_ms")?,
+                ttft_ms: row.try_get("ttft_ms")?,
+                attempts: row.try_get("attempts")?,
+                provider: row.try_get("provider")?,
+                started_at: row.try_get("started_at")?,
+            })
+        })
+        .collect()
+    })
+}
+
+pub(super) async fn dump(db: &Db) -> Result<Vec<String>, sqlx::Error> {
+    let mut rows = calls(db, None, i64::MAX).await?;
+    rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    Ok(rows
+        .iter()
+        .map(|row| serde_json::to_string(row).unwrap_or_default())
+        .collect())
+}

@@ -1,0 +1,243 @@
+//! Balance enforcement without a database round trip per call.
+//!
+//! Each replica leases allowance from a tenant's Account aggregate (`AllowanceGranted`, a real
+//! command under the aggregate's optimistic lock) and spends it in memory. A call first *holds*
+//! an upper bound of its cost; when it ends the hold is replaced by the actual charge. Used
+//! amounts are settled (`UsageSettled`) every few seconds and at shutdown, when leases are also
+//! released. The database is touched only when a lease runs dry, never per call.
+//!
+//! Overspend bound: a call's actual cost can exceed its hold only if the upstream reports more
+//! tokens than the hold assumed (more input tokens than request bytes, or more output tokens than
+//! the output limit). The balance therefore never goes below
+//! `−Σ (actual − hold)` over the calls in flight when it ran out — zero when upstreams honour
+//! the output limit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use modelrouter_domain::account::AccountCommand;
+use modelrouter_domain::metadata::{Actor, Metadata};
+use modelrouter_domain::{DomainError, Money};
+
+use crate::store::{CommandError, Commands};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllowanceError {
+    #[error("insufficient balance")]
+    Insufficient,
+    #[error("balance check failed: {0}")]
+    Store(String),
+}
+
+#[derive(Debug, Default)]
+struct TenantLease {
+    /// Granted and neither spent nor held.
+    available: i64,
+    unsettled_used: i64,
+    unsettled_calls: u64,
+    /// Serializes top-ups of this tenant's lease on this replica.
+    refill: Arc<tokio::sync::Mutex<()>>,
+}
+
+pub struct Allowances {
+    node: String,
+    chunk: Money,
+    commands: Arc<Commands>,
+    leases: Mutex<HashMap<String, TenantLease>>,
+}
+
+/// A held amount. Dropping it without [`Hold::charge`] releases it (the call was not charged),
+/// so a call cancelled by a client disconnect never leaks allowance.
+pub struct Hold {
+    allowances: Arc<Allowances>,
+    tenant_id: String,
+    amount: i64,
+    done: bool,
+}
+
+impl Hold {
+    /// Replaces the hold with the actual charge.
+    pub fn charge(mut self, cost: Money) {
+        self.done = true;
+        self.allowances
+            .finish(&self.tenant_id, self.amount, Some(cost.micros()));
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if !self.done {
+            self.allowances.finish(&self.tenant_id, self.amount, None);
+        }
+    }
+}
+
+impl Allowances {
+    pub fn new(node: String, chunk: Money, commands: Arc<Commands>) -> Arc<Allowances> {
+        Arc::new(Allowances {
+            node,
+            chunk,
+            commands,
+            leases: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lease_id(&self, tenant_id: &str) -> String {
+        format!("{}/{}", self.node, tenant_id)
+    }
+
+    fn with_leases<T>(&self, f: impl FnOnce(&mut HashMap<String, TenantLease>) -> T) -> T {
+        let mut guard = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    fn try_take(&self, tenant_id: &str, amount: i64) -> Result<(), Arc<tokio::sync::Mutex<()>>> {
+        self.with_leases(|leases| {
+            let lease = leases.entry(tenant_id.to_string()).or_default();
+            if lease.available >= amount {
+                lease.available -= amount;
+                Ok(())
+            } else {
+                Err(lease.refill.clone())
+            }
+        })
+    }
+
+    /// Holds `amount` of the tenant's allowance, leasing more from the account when this
+    /// replica's lease cannot cover it.
+    pub async fn hold(
+        self: &Arc<Self>,
+        tenant_id: &str,
+        amount: Money,
+    ) -> Result<Hold, AllowanceError> {
+        let amount = amount.micros().max(1);
+        let hold = |allowances: &Arc<Allowances>| Hold {
+            allowances: allowances.clone(),
+            tenant_id: tenant_id.to_string(),
+            amount,
+            done: false,
+        };
+        let refill = match self.try_take(tenant_id, amount) {
+            Ok(()) => return Ok(hold(self)),
+            Err(refill) => refill,
+        };
+        let _refilling = refill.lock().await;
+        // Another call may have topped the lease up while this one waited.
+        if self.try_take(tenant_id, amount).is_ok() {
+            return Ok(hold(self));
+        }
+        let have = self.with_leases(|l| l.get(tenant_id).map_or(0, |l| l.available));
+        let want = (amount - have).max(self.chunk.micros());
+        self.grant(tenant_id, want, amount - have).await?;
+        self.try_take(tenant_id, amount)
+            .map(|()| hold(self))
+            .map_err(|_| AllowanceError::Insufficient)
+    }
+
+    /// Leases `want` more, or as much as the account has if that still covers `need`.
+    async fn grant(&self, tenant_id: &str, want: i64, need: i64) -> Result<(), AllowanceError> {
+        let mut requested = want;
+        for _ in 0..3 {
+            let command = AccountCommand::GrantAllowance {
+                lease_id: self.lease_id(tenant_id),
+                node: self.node.clone(),
+                requested: Money(requested),
+            };
+            let metadata = Metadata::new(&Actor::System);
+            match self
+                .commands
+                .accounts
+                .execute(tenant_id, command, &metadata)
+                .await
+            {
+                Ok(()) => {
+                    self.with_leases(|leases| {
+                        leases.entry(tenant_id.to_string()).or_default().available += requested
+                    });
+                    return Ok(());
+                }
+                Err(CommandError::Domain(DomainError::InsufficientBalance { available }))
+                    if available.micros() >= need && available.micros() > 0 =>
+                {
+                    requested = available.micros();
+                }
+                Err(CommandError::Domain(DomainError::InsufficientBalance { .. })) => {
+                    return Err(AllowanceError::Insufficient)
+                }
+                Err(other) => return Err(AllowanceError::Store(other.to_string())),
+            }
+        }
+        Err(AllowanceError::Insufficient)
+    }
+
+    fn finish(&self, tenant_id: &str, held: i64, charged: Option<i64>) {
+        self.with_leases(|leases| {
+            let lease = leases.entry(tenant_id.to_string()).or_default();
+            match charged {
+                Some(cost) => {
+                    lease.available += held - cost;
+                    lease.unsettled_used += cost;
+                    lease.unsettled_calls += 1;
+                }
+                None => lease.available += held,
+            }
+        });
+    }
+
+    /// Settles what every lease has used since the last settlement.
+    pub async fn settle(&self) {
+        let due: Vec<(String, i64, u64)> = self.with_leases(|leases| {
+            leases
+                .iter_mut()
+                .filter(|(_, l)| l.unsettled_used > 0 || l.unsettled_calls > 0)
+                .map(|(tenant, l)| {
+                    let due = (tenant.clone(), l.unsettled_used, l.unsettled_calls);
+                    l.unsettled_used = 0;
+                    l.unsettled_calls = 0;
+                    due
+                })
+                .collect()
+        });
+        for (tenant_id, used, calls) in due {
+            let command = AccountCommand::SettleUsage {
+                lease_id: self.lease_id(&tenant_id),
+                used: Money(used),
+                calls,
+            };
+            let metadata = Metadata::new(&Actor::System);
+            if let Err(error) = self
+                .commands
+                .accounts
+                .execute(&tenant_id, command, &metadata)
+                .await
+            {
+                tracing::warn!(%error, tenant_id, used, "settlement failed; kept for the next one");
+                self.with_leases(|leases| {
+                    let lease = leases.entry(tenant_id).or_default();
+                    lease.unsettled_used += used;
+                    lease.unsettled_calls += calls;
+                });
+            }
+        }
+    }
+
+    /// Settles everything and hands every lease back (graceful shutdown).
+    pub async fn release_all(&self) {
+        self.settle().await;
+        let tenants: Vec<String> =
+            self.with_leases(|leases| leases.drain().map(|(t, _)| t).collect());
+        for tenant_id in tenants {
+            let command = AccountCommand::ReleaseAllowance {
+                lease_id: self.lease_id(&tenant_id),
+            };
+            if let Err(error) = self
+                .commands
+                .accounts
+                .execute(&tenant_id, command, &Metadata::new(&Actor::System))
+                .await
+            {
+                tracing::warn!(%error, tenant_id, "lease release failed");
+            }
+        }
+    }
+}

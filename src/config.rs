@@ -1,0 +1,62 @@
+//! Settings for `serve` and the other commands: flags and `MODELROUTER_*` environment variables,
+//! parsed, then validated into [`Settings`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use modelrouter_domain::Money;
+
+/// Validated settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `postgres://…`, or None for the embedded SQLite file in the data directory.
+    pub database_url: Option<String>,
+    /// Hex or base64 master key; None reads or creates `master.key` in the data directory.
+    pub master_key: Option<String>,
+    pub max_body_bytes: usize,
+    pub upstream_connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive.
+    pub upstream_first_byte_timeout: Duration,
+    /// Longest pause between two chunks of a streaming upstream response.
+    pub upstream_idle_timeout: Duration,
+    pub metering_flush: Duration,
+    pub metering_batch: usize,
+    pub lease_chunk: Money,
+    pub settle_every: Duration,
+    pub tail_poll: Duration,
+}
+
+impl Settings {
+    pub fn local(listen: SocketAddr, data_dir: PathBuf) -> Settings {
+        Settings {
+            listen,
+            data_dir,
+            database_url: None,
+            master_key: None,
+            max_body_bytes: 8 * 1024 * 1024,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_first_byte_timeout: Duration::from_secs(120),
+            upstream_idle_timeout: Duration::from_secs(120),
+            metering_flush: Duration::from_millis(50),
+            metering_batch: 256,
+            lease_chunk: Money(1_000_000),
+            settle_every: Duration::from_secs(2),
+            tail_poll: Duration::from_millis(250),
+        }
+    }
+
+    /// The store URL: PostgreSQL when configured, else `<data_dir>/modelrouter.db`.
+    pub fn store_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => self
+                .data_dir
+                .join("modelrouter.db")
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+}

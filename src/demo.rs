@@ -1,0 +1,91 @@
+//! `serve --demo`: the built-in mock upstream plus a seeded demo tenant with balance and a key,
+//! so a newcomer can make a real call in one command.
+
+use std::net::SocketAddr;
+
+use modelrouter_domain::api_key::KeyScope;
+use modelrouter_domain::metadata::Actor;
+use modelrouter_domain::provider::UpstreamProtocol;
+
+use crate::import::{
+    self, DeploymentSpec, ImportFile, KeySpec, ModelSpec, ProviderSpec, RouteSpec, TenantSpec,
+};
+use crate::server::Core;
+
+pub const DEMO_EMAIL: &str = "demo@example.com";
+pub const DEMO_MODEL: &str = "demo-gpt";
+
+/// The demo key: `MODELROUTER_DEMO_API_KEY`, else the one kept in the data directory, else new.
+pub fn demo_key(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(key) = std::env::var("MODELROUTER_DEMO_API_KEY") {
+        if key.len() >= 20 {
+            return Ok(key);
+        }
+        anyhow::bail!("MODELROUTER_DEMO_API_KEY must be at least 20 characters");
+    }
+    let path = data_dir.join("demo-api-key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        return Ok(key.trim().to_string());
+    }
+    let key = crate::crypto::generate_api_key();
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(&path, &key)?;
+    Ok(key)
+}
+
+/// The demo catalog, pointing at a mock upstream listening on `mock`.
+pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
+    let model = |name: &str, display: &str, input: i64, output: i64| ModelSpec {
+        name: name.into(),
+        display_name: display.into(),
+        description: "Served by the built-in mock upstream".into(),
+        input_price: input,
+        output_price: output,
+        cached_input_price: input / 4,
+        cache_write_price: None,
+        max_output_tokens: None,
+    };
+    ImportFile {
+        providers: vec![ProviderSpec {
+            id: "demo-mock".into(),
+            protocol: UpstreamProtocol::Openai,
+            base_url: format!("http://{mock}/v1"),
+            region: "local".into(),
+            api_key: Some("sk-demo-upstream-credential".into()),
+            enabled: true,
+        }],
+        models: vec![
+            model(DEMO_MODEL, "Demo GPT", 2_000_000, 8_000_000),
+            model("demo-mini", "Demo Mini", 150_000, 600_000),
+        ],
+        routes: [DEMO_MODEL, "demo-mini"]
+            .iter()
+            .map(|name| RouteSpec {
+                model: (*name).into(),
+                deployments: vec![DeploymentSpec {
+                    provider: "demo-mock".into(),
+                    upstream_model: format!("mock-{name}"),
+                    weight: 100,
+                    priority: 0,
+                }],
+                max_attempts: None,
+            })
+            .collect(),
+        tenants: vec![TenantSpec {
+            email: DEMO_EMAIL.into(),
+            name: "Demo Tenant".into(),
+            password: "demo-password-change-me".into(),
+            balance: 10_000_000,
+            keys: vec![KeySpec {
+                name: "demo".into(),
+                key: Some(key.into()),
+                scope: KeyScope::Auto,
+            }],
+        }],
+    }
+}
+
+pub async fn seed(core: &Core, mock: SocketAddr, key: &str) -> anyhow::Result<()> {
+    import::apply(core, &demo_file(mock, key), &Actor::Cli).await?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! The HTTP edge of the inference path: auth → scope → allowance → route → upstream → meter.
+//!
+//! Architecture invariant: nothing here waits on the database per request. Keys, scopes,
+//! catalog, routes and allowances are in memory; metering is handed to the batched appender.
+
+mod auth;
+mod chat;
+mod error;
+mod health;
+mod metering;
+mod models;
+mod relay;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::allowance::Allowances;
+use crate::config::Settings;
+use crate::crypto::MasterKey;
+use crate::live::Live;
+use crate::store::{Appender, Db};
+
+/// Everything a request handler may need, built once at startup.
+pub struct AppState {
+    pub db: Db,
+    pub live: Arc<Live>,
+    pub allowances: Arc<Allowances>,
+    pub appender: Appender,
+    pub http: reqwest::Client,
+    pub master_key: MasterKey,
+    pub settings: Settings,
+}
+
+/// The id of this request, also sent back as `x-request-id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::one))
+        .route("/v1/chat/completions", post(chat::completions))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

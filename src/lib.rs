@@ -1,0 +1,25 @@
+//! Model Router: a multi-tenant, multi-protocol AI model gateway on an event-sourced core.
+//!
+//! Code map (docs/architecture.md has the long version):
+//! - `store`: the event store (SQLite or PostgreSQL through cqrs-es), migrations, the command
+//!   bus, the event tail and the batched metering appender. Only `store` names a backend.
+//! - `live`: the in-memory view every replica keeps fresh by tailing the event log.
+//! - `allowance`: balance enforcement by leased allowances (no database on the hot path).
+//! - `protocol`: wire types and translation, pure (no HTTP client, no database).
+//! - `gateway`: the HTTP edge — auth, scope, routing, upstream calls, metering, errors.
+//! - `mock`: the mock upstream, part of the product (`mock-upstream`, `serve --demo`, benches).
+//! - `import`, `demo`, `server`: the CLI's work.
+
+pub mod allowance;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod gateway;
+pub mod import;
+pub mod live;
+pub mod mock;
+pub mod protocol;
+pub mod routing;
+pub mod server;
+pub mod store;
+pub mod upstream;

@@ -1,0 +1,146 @@
+//! Keeps this replica's in-memory view fresh: tails the event log (woken by PostgreSQL
+//! LISTEN/NOTIFY, polling as the fallback), swaps in a new view after each batch that concerns
+//! it, and runs the SQL projections forward.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use modelrouter_projections::live::concerns_live_view;
+use modelrouter_projections::sql::{self, Projection};
+use modelrouter_projections::{Db, LiveView, TailPosition};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const BATCH: i64 = 1000;
+
+/// The shared, swappable view plus what readiness needs to know.
+pub struct Live {
+    view: ArcSwap<LiveView>,
+    /// How far the tail has read; ahead of the view's own position when the newest events did
+    /// not concern the view (metering, balances).
+    position: std::sync::Mutex<TailPosition>,
+    caught_up: AtomicBool,
+    changed: Notify,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            view: ArcSwap::from_pointee(LiveView::default()),
+            position: std::sync::Mutex::new(TailPosition::default()),
+            caught_up: AtomicBool::new(false),
+            changed: Notify::new(),
+        }
+    }
+}
+
+impl Live {
+    pub fn view(&self) -> arc_swap::Guard<Arc<LiveView>> {
+        self.view.load()
+    }
+    pub fn view_full(&self) -> Arc<LiveView> {
+        self.view.load_full()
+    }
+    pub fn position(&self) -> TailPosition {
+        *self.position.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Reads every event after the view's position and applies it. Returns how many were read.
+    pub async fn catch_up(&self, db: &Db) -> Result<usize, sqlx::Error> {
+        let mut total = 0;
+        loop {
+            let events = db.read_events(self.position(), BATCH).await?;
+            let Some(last) = events.last().map(|e| e.tail_position()) else {
+                break;
+            };
+            total += events.len();
+            // Copy the view only when the batch changes it; metering events never do.
+            if events.iter().any(|e| concerns_live_view(&e.aggregate_type)) {
+                let mut next = (*self.view.load_full()).clone();
+                for event in &events {
+                    next.apply(event);
+                }
+                self.view.store(Arc::new(next));
+            }
+            *self.position.lock().unwrap_or_else(|e| e.into_inner()) = last;
+            if (events.len() as i64) < BATCH {
+                break;
+            }
+        }
+        self.caught_up.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+        Ok(total)
+    }
+
+    /// Waits until the view has reached `position` or `timeout` passes.
+    pub async fn wait_for(&self, position: TailPosition, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if self.position() >= position {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// Tails the log until `shutdown`: updates the live view, then moves the SQL projections on.
+pub async fn run_tailer(db: Db, live: Arc<Live>, poll: Duration, shutdown: CancellationToken) {
+    let wake = Arc::new(Notify::new());
+    if let Db::Postgres(pool) = &db {
+        tokio::spawn(listen_for_events(
+            pool.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
+    }
+    loop {
+        match live.catch_up(&db).await {
+            Ok(_) => {
+                for projection in Projection::ALL {
+                    if let Err(error) = sql::catch_up(&db, projection, BATCH).await {
+                        tracing::warn!(%error, projection = projection.name(), "projection lagging");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "event tail failed; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+async fn listen_for_events(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen("modelrouter_events").await?;
+            loop {
+                listener.recv().await?;
+                wake.notify_one();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = listener => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "LISTEN connection lost; polling until it is back");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

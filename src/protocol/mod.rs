@@ -1,0 +1,2 @@
+//! Wire types, pure.
+pub mod openai;

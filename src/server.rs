@@ -1,0 +1,175 @@
+//! Starting and stopping a gateway replica: open and migrate the store, replay the log into
+//! memory, start the tailer, settler and metering appender, serve, and on shutdown drain in
+//! order — in-flight requests, then metering, then allowance settlement and lease release.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::allowance::Allowances;
+use crate::config::Settings;
+use crate::crypto::MasterKey;
+use crate::gateway::{self, AppState};
+use crate::live::{run_tailer, Live};
+use crate::store::{self, Appender, Commands, Db};
+
+/// The store, master key and command bus every CLI command shares.
+pub struct Core {
+    pub db: Db,
+    pub master_key: MasterKey,
+    pub commands: Arc<Commands>,
+    pub live: Arc<Live>,
+}
+
+impl Core {
+    /// Opens (and migrates) the configured store and replays the log into memory.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Core> {
+        if settings.database_url.is_none() {
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!(
+                    "cannot create data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+        }
+        let db = store::open(&settings.store_url()).await.with_context(|| {
+            format!(
+                "cannot open the event store ({})",
+                redact(&settings.store_url())
+            )
+        })?;
+        let master_key = match &settings.master_key {
+            Some(text) => MasterKey::parse(text)?,
+            None => MasterKey::load_or_create(&settings.data_dir)?,
+        };
+        let live = Arc::new(Live::default());
+        live.catch_up(&db)
+            .await
+            .context("cannot replay the event log")?;
+        Ok(Core {
+            commands: Arc::new(Commands::new(db.clone())),
+            db,
+            master_key,
+            live,
+        })
+    }
+}
+
+/// Hides the password of a database URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    settings: Settings,
+    core: Core,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Core {
+        db,
+        master_key,
+        commands,
+        live,
+    } = core;
+    let background = CancellationToken::new();
+    let (appender, appender_task) =
+        Appender::start(db.clone(), settings.metering_flush, settings.metering_batch);
+    let node = format!("node-{}", uuid::Uuid::new_v4().simple());
+    let allowances = Allowances::new(node, settings.lease_chunk, commands.clone());
+    let tailer = tokio::spawn(run_tailer(
+        db.clone(),
+        live.clone(),
+        settings.tail_poll,
+        background.clone(),
+    ));
+    let settler = tokio::spawn(settle_periodically(
+        allowances.clone(),
+        settings.settle_every,
+        background.clone(),
+    ));
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        live,
+        allowances: allowances.clone(),
+        appender,
+        http: crate::upstream::http_client(settings.upstream_connect_timeout),
+        master_key,
+        settings,
+    });
+    let app = gateway::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    drop(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")?;
+
+    // In-flight requests are done; their metering records are queued. Close the queue and wait.
+    if tokio::time::timeout(Duration::from_secs(30), appender_task.drained())
+        .await
+        .is_err()
+    {
+        tracing::error!("metering did not drain within 30s");
+    }
+    background.cancel();
+    let _ = settler.await;
+    allowances.release_all().await;
+    let _ = tailer.await;
+    Ok(())
+}
+
+async fn settle_periodically(
+    allowances: Arc<Allowances>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => allowances.settle().await,
+        }
+    }
+}
+
+/// A replica serving in the background, for tests and `serve --demo`.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+        let listener = TcpListener::bind(settings.listen).await?;
+        let addr = listener.local_addr()?;
+        let core = Core::open(&settings).await?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        let task = tokio::spawn(serve(settings, core, listener, async move {
+            signal.cancelled().await
+        }));
+        Ok(Running {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops gracefully and waits until metering and settlement are written.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("server task panicked")?
+    }
+}

@@ -1,0 +1,130 @@
+//! The command bus: one cqrs-es framework per aggregate on the configured backend. A command
+//! that loses an optimistic-lock race is retried on fresh state.
+
+use std::collections::HashMap;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use modelrouter_domain::account::Account;
+use modelrouter_domain::api_key::ApiKey;
+use modelrouter_domain::catalog::CatalogModel;
+use modelrouter_domain::metadata::Metadata;
+use modelrouter_domain::operator::Operator;
+use modelrouter_domain::provider::Provider;
+use modelrouter_domain::route::Route;
+use modelrouter_domain::tenant::Tenant;
+use modelrouter_domain::DomainError;
+use postgres_es::PostgresEventRepository;
+use sqlite_es::SqliteEventRepository;
+
+use super::Db;
+
+/// Account streams grow with every lease and settlement; a snapshot every this many events keeps
+/// loading one cheap.
+const ACCOUNT_SNAPSHOT_EVERY: usize = 50;
+const CONFLICT_RETRIES: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("the aggregate kept changing under concurrent commands; try again")]
+    Conflict,
+    #[error("event store: {0}")]
+    Store(String),
+}
+
+impl From<AggregateError<DomainError>> for CommandError {
+    fn from(error: AggregateError<DomainError>) -> Self {
+        match error {
+            AggregateError::UserError(e) => CommandError::Domain(e),
+            AggregateError::AggregateConflict => CommandError::Conflict,
+            other => CommandError::Store(other.to_string()),
+        }
+    }
+}
+
+/// A cqrs-es framework on either backend.
+pub enum Cqrs<A: Aggregate> {
+    Sqlite(CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>),
+    Postgres(CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>),
+}
+
+impl<A> Cqrs<A>
+where
+    A: Aggregate<Error = DomainError, Services = ()>,
+    A::Command: Clone,
+{
+    fn new(db: &Db, snapshot_every: Option<usize>) -> Self {
+        match db {
+            Db::Sqlite(pool) => {
+                let repo = SqliteEventRepository::new(pool.clone());
+                let store = match snapshot_every {
+                    Some(n) => PersistedEventStore::new_snapshot_store(repo, n),
+                    None => PersistedEventStore::new_event_store(repo),
+                };
+                Cqrs::Sqlite(CqrsFramework::new(store, vec![], ()))
+            }
+            Db::Postgres(pool) => {
+                let repo = PostgresEventRepository::new(pool.clone());
+                let store = match snapshot_every {
+                    Some(n) => PersistedEventStore::new_snapshot_store(repo, n),
+                    None => PersistedEventStore::new_event_store(repo),
+                };
+                Cqrs::Postgres(CqrsFramework::new(store, vec![], ()))
+            }
+        }
+    }
+
+    /// Executes a command, retrying on optimistic-lock conflicts.
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: &Metadata,
+    ) -> Result<(), CommandError> {
+        let mut attempt = 0;
+        loop {
+            let meta: HashMap<String, String> = metadata.clone().into_map();
+            let result = match self {
+                Cqrs::Sqlite(cqrs) => cqrs.execute_with_metadata(id, command.clone(), meta).await,
+                Cqrs::Postgres(cqrs) => cqrs.execute_with_metadata(id, command.clone(), meta).await,
+            };
+            match result.map_err(CommandError::from) {
+                Err(CommandError::Conflict) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    // A short, growing pause lets the winning writer finish.
+                    tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Every aggregate's framework on one backend.
+pub struct Commands {
+    pub db: Db,
+    pub tenants: Cqrs<Tenant>,
+    pub keys: Cqrs<ApiKey>,
+    pub accounts: Cqrs<Account>,
+    pub providers: Cqrs<Provider>,
+    pub models: Cqrs<CatalogModel>,
+    pub routes: Cqrs<Route>,
+    pub operators: Cqrs<Operator>,
+}
+
+impl Commands {
+    pub fn new(db: Db) -> Commands {
+        Commands {
+            tenants: Cqrs::new(&db, None),
+            keys: Cqrs::new(&db, None),
+            accounts: Cqrs::new(&db, Some(ACCOUNT_SNAPSHOT_EVERY)),
+            providers: Cqrs::new(&db, None),
+            models: Cqrs::new(&db, None),
+            routes: Cqrs::new(&db, None),
+            operators: Cqrs::new(&db, None),
+            db,
+        }
+    }
+}
