@@ -1,0 +1,456 @@
+//! Whole flows through a spawned gateway and the mock upstream, against every configured store.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use modelrouter_projections::sql::{balances, usage};
+use serde_json::{json, Value};
+
+async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"].clone())
+}
+
+#[tokio::test]
+async fn auth_failures_come_back_as_401_in_the_openai_envelope() {
+    for store in stores().await {
+        let env = env(store).await;
+        let no_key = env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .json(&json!({"model": "test-gpt", "messages": user("hi")}))
+            .send()
+            .await
+            .unwrap();
+        let (status, error) = error_of(no_key).await;
+        assert_eq!(status, 401);
+        assert_eq!(error["code"], "invalid_api_key");
+        assert!(error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Missing API key"));
+
+        let response = env
+            .chat(
+                "sk-mr-not-a-real-key-00000000000",
+                json!({"model": "test-gpt", "messages": user("hi")}),
+            )
+            .await;
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let (status, error) = error_of(response).await;
+        assert_eq!(status, 401);
+        assert_eq!(error["type"], "invalid_request_error");
+
+        let models = env.http.get(env.url("/v1/models")).send().await.unwrap();
+        assert_eq!(models.status(), 401);
+        // Nothing reached the upstream.
+        assert!(env.mock.requests().await.is_empty());
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn key_scope_limits_models_and_the_model_list() {
+    for store in stores().await {
+        let env = env(store).await;
+        let list = |key: &'static str| {
+            let http = env.http.clone();
+            let url = env.url("/v1/models");
+            async move {
+                let body: Value = http
+                    .get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let mut ids: Vec<(String, String)> = body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| {
+                        (
+                            m["id"].as_str().unwrap().to_string(),
+                            m["display_name"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        // Auto sees every routed model (the unrouted one is not offered).
+        assert_eq!(
+            list(KEY_AUTO).await,
+            vec![
+                ("test-gpt".into(), "Test GPT".into()),
+                ("test-mini".into(), "Test Mini".into())
+            ]
+        );
+        assert_eq!(
+            list(KEY_FIXED).await,
+            vec![("test-mini".into(), "Test Mini".into())]
+        );
+        assert_eq!(
+            list(KEY_SET).await,
+            vec![("test-gpt".into(), "Test GPT".into())]
+        );
+
+        let (status, error) = error_of(
+            env.chat(
+                KEY_FIXED,
+                json!({"model": "test-gpt", "messages": user("hi")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert_eq!(error["param"], "model");
+        let ok = env
+            .chat(
+                KEY_FIXED,
+                json!({"model": "test-mini", "messages": user("hi")}),
+            )
+            .await;
+        assert_eq!(ok.status(), 200);
+        let (status, _) = error_of(
+            env.chat(
+                KEY_SET,
+                json!({"model": "test-mini", "messages": user("hi")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 403);
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_400_404_or_413() {
+    for store in stores().await {
+        let env = env_with(store, 0, |s| s.max_body_bytes = 4096).await;
+        let (status, error) = error_of(
+            env.chat(
+                KEY_AUTO,
+                json!({"model": "gpt-nope", "messages": user("hi")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (404, Some("model_not_found"))
+        );
+        let (status, error) = error_of(
+            env.chat(
+                KEY_AUTO,
+                json!({"model": "test-unrouted", "messages": user("hi")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 404, "{error}");
+
+        let (status, error) =
+            error_of(env.chat(KEY_AUTO, json!({"messages": user("hi")})).await).await;
+        assert_eq!((status, error["param"].as_str()), (400, Some("model")));
+        let (status, error) =
+            error_of(env.chat(KEY_AUTO, json!({"model": "test-gpt"})).await).await;
+        assert_eq!((status, error["param"].as_str()), (400, Some("messages")));
+
+        let malformed = env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(KEY_AUTO)
+            .body("{\"model\": \"test-gpt\", \"messages\": [")
+            .send()
+            .await
+            .unwrap();
+        let (status, error) = error_of(malformed).await;
+        assert_eq!(status, 400);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid JSON"),
+            "{error}"
+        );
+
+        let huge = "x".repeat(10_000);
+        let (status, error) = error_of(
+            env.chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user(&huge)}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (413, Some("request_too_large"))
+        );
+
+        let unknown_path = env.http.get(env.url("/v1/nothing")).send().await.unwrap();
+        assert_eq!(unknown_path.status(), 404);
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_call_is_relayed_metered_and_charged_from_the_catalog_price() {
+    for store in stores().await {
+        let env = env(store).await;
+        let response = env
+            .chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user("Hello there"), "seed": 7}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let overhead: u64 = response.headers()["x-modelrouter-overhead-us"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(overhead > 0);
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["model"], "test-gpt");
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            "Mock reply to: Hello there"
+        );
+
+        // The upstream saw the provider credential and the upstream model name — never the
+        // customer's key — and unknown fields passed through.
+        let seen = env.mock.requests().await;
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0]["authorization"],
+            format!("Bearer {UPSTREAM_CREDENTIAL}")
+        );
+        assert_eq!(seen[0]["body"]["model"], "upstream-gpt");
+        assert_eq!(seen[0]["body"]["seed"], 7);
+
+        let (store, db) = env.finish().await;
+        let tenant = tenant_id(&db, "acme@example.com").await;
+        let calls = usage::calls(&db, Some(&tenant), 10).await.unwrap();
+        assert_eq!(calls.len(), 1, "{}", store.name);
+        let call = &calls[0];
+        assert_eq!(call.request_id, request_id);
+        // prompt: 2 words + 3 = 5 tokens; reply: 5 words. 5×2 + 5×8 = 50 micro-units.
+        assert_eq!((call.input_tokens, call.output_tokens), (Some(5), Some(5)));
+        assert_eq!(call.cached_tokens, Some(0));
+        assert_eq!(call.reasoning_tokens, None, "absent stays absent");
+        assert_eq!(call.cost, 50);
+        assert_eq!(call.attempts, 1);
+        assert_eq!(call.provider.as_deref(), Some("mock-openai"));
+        assert!(!call.estimated);
+        let balance = balances::balance_of(&db, &tenant).await.unwrap().unwrap();
+        assert_eq!(balance.balance, 100_000_000 - 50);
+        assert_eq!(balance.outstanding, 0, "leases are released at shutdown");
+    }
+}
+
+fn frames(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn streams_are_relayed_chunk_by_chunk_with_usage_only_when_asked() {
+    for store in stores().await {
+        let env = env(store).await;
+        let plain = env
+            .chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "stream": true, "messages": user("one two three")}),
+            )
+            .await;
+        assert_eq!(plain.status(), 200);
+        assert_eq!(plain.headers()["content-type"], "text/event-stream");
+        let frames_plain = frames(&plain.text().await.unwrap());
+        assert_eq!(frames_plain.last().unwrap(), "[DONE]");
+        let chunks: Vec<Value> = frames_plain[..frames_plain.len() - 1]
+            .iter()
+            .map(|f| serde_json::from_str(f).unwrap())
+            .collect();
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Mock reply to: one two three");
+        assert!(
+            chunks.iter().all(|c| c.get("usage").is_none()),
+            "no usage unless asked"
+        );
+        assert!(chunks.iter().all(|c| c["model"] == "test-gpt"));
+        assert_eq!(
+            chunks.len(),
+            1 + 6 + 1,
+            "role chunk, one per word, finish chunk"
+        );
+
+        let asked = env
+            .chat(KEY_AUTO, json!({"model": "test-gpt", "stream": true, "stream_options": {"include_usage": true}, "messages": user("one two three")}))
+            .await;
+        let frames_asked = frames(&asked.text().await.unwrap());
+        let usage_chunk: Value =
+            serde_json::from_str(&frames_asked[frames_asked.len() - 2]).unwrap();
+        assert_eq!(usage_chunk["choices"], json!([]));
+        assert_eq!(usage_chunk["usage"]["prompt_tokens"], 6);
+        assert_eq!(usage_chunk["usage"]["completion_tokens"], 6);
+
+        // Both asked the upstream for usage, so both are metered exactly.
+        let seen = env.mock.requests().await;
+        assert!(seen
+            .iter()
+            .all(|r| r["body"]["stream_options"]["include_usage"] == true));
+        let (_, db) = env.finish().await;
+        let calls = usage::calls(&db, None, 10).await.unwrap();
+        assert_eq!(calls.len(), 2);
+        for call in calls {
+            assert!(call.stream);
+            assert_eq!(
+                (call.input_tokens, call.output_tokens, call.cost),
+                (Some(6), Some(6), 60)
+            );
+            assert!(call.ttft_ms.is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_balance_is_402_and_nothing_reaches_the_upstream() {
+    for store in stores().await {
+        let env = env(store).await;
+        let (status, error) = error_of(
+            env.chat(
+                KEY_BROKE,
+                json!({"model": "test-gpt", "messages": user("hi")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 402);
+        assert_eq!(error["type"], "insufficient_quota");
+        assert!(env.mock.requests().await.is_empty());
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn upstream_failures_map_to_429_502_504_and_retries_happen_before_the_first_byte() {
+    for store in stores().await {
+        let env = env_with(store, 0, |s| {
+            s.upstream_first_byte_timeout = std::time::Duration::from_millis(300)
+        })
+        .await;
+        let (status, error) = error_of(
+            env.chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user("hi [mock:status=400]")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{error}");
+        let rate_limited = env
+            .chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user("hi [mock:status=429]")}),
+            )
+            .await;
+        assert_eq!(rate_limited.headers()["x-should-retry"], "true");
+        assert_eq!(error_of(rate_limited).await.0, 429);
+        let (status, error) = error_of(
+            env.chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user("hi [mock:status=500]")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 502);
+        assert!(
+            !error["message"].as_str().unwrap().contains("mock fault"),
+            "upstream bodies are never forwarded"
+        );
+        let (status, _) = error_of(
+            env.chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user("hi [mock:delay_ms=2000]")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 504);
+        // One failure, then success on the second attempt (the route allows two).
+        let retried = env
+            .chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user("retry me [mock:fail_first=1]")}),
+            )
+            .await;
+        assert_eq!(retried.status(), 200);
+
+        let (_, db) = env.finish().await;
+        let calls = usage::calls(&db, None, 10).await.unwrap();
+        let by_status = |s: i64| calls.iter().filter(|c| c.status == s).count();
+        assert_eq!(
+            (
+                by_status(400),
+                by_status(429),
+                by_status(502),
+                by_status(504),
+                by_status(200)
+            ),
+            (1, 1, 1, 1, 1)
+        );
+        assert!(
+            calls
+                .iter()
+                .filter(|c| c.status != 200)
+                .all(|c| c.cost == 0),
+            "failed calls cost nothing"
+        );
+        let ok = calls.iter().find(|c| c.status == 200).unwrap();
+        assert_eq!(ok.attempts, 2);
+        // 429 and 5xx are retried (two attempts each), 400 is not.
+        assert_eq!(calls.iter().find(|c| c.status == 400).unwrap().attempts, 1);
+        assert_eq!(calls.iter().find(|c| c.status == 502).unwrap().attempts, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_cut_upstream_ends_with_an_in_band_error_and_an_estimated_charge() {
+    for store in stores().await {
+        let env = env(store).await;
+        let response = env
+            .chat(KEY_AUTO, json!({"model": "test-gpt", "stream": true, "messages": user("[mock:words=50] [mock:cut_after=3]")}))
+            .await;
+        assert_eq!(response.status(), 200);
+        let frames = frames(&response.text().await.unwrap());
+        let last: Value = serde_json::from_str(frames.last().unwrap()).unwrap();
+        assert!(last["error"]["message"].is_string(), "{last}");
+        assert!(!frames.iter().any(|f| f == "[DONE]"));
+        let (_, db) = env.finish().await;
+        let call = usage::calls(&db, None, 1).await.unwrap().remove(0);
+        assert_eq!(call.status, 502);
+        assert!(
+            call.estimated,
+            "usage never came, output was delivered: estimated"
+        );
+        assert!(call.cost > 0);
+    }
+}
