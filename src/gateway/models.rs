@@ -21,7 +21,7 @@ fn model_json(name: &str, model: &ModelEntry) -> Value {
     })
 }
 
-fn visible<'v>(view: &'v LiveView) -> impl Iterator<Item = (&'v String, &'v ModelEntry)> {
+fn visible(view: &LiveView) -> impl Iterator<Item = (&String, &ModelEntry)> {
     view.models
         .iter()
         .filter(|(name, model)| !model.retired && view.routes.contains_key(*name))
