@@ -166,6 +166,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
             f"gateway did not exit within {SHUTDOWN_DEADLINE_S:.0f}s of SIGTERM\n{gw.logs()}",
             pytrace=False,
         )
+    if code != 0:
+        pytest.fail(f"gateway exited with code {code} after SIGTERM\n{gw.logs()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
