@@ -254,6 +254,13 @@ async fn a_call_is_relayed_metered_and_charged_from_the_catalog_price() {
         assert_eq!(call.attempts, 1);
         assert_eq!(call.provider.as_deref(), Some("mock-openai"));
         assert!(!call.estimated);
+        // The event carries who and where: the system actor, the request id, the client address.
+        let events = db.read_events(Default::default(), 10_000).await.unwrap();
+        let event = events.iter().find(|e| e.aggregate_type == "InferenceCall").unwrap();
+        assert_eq!(event.aggregate_id, request_id);
+        assert_eq!(event.metadata["request_id"], request_id);
+        assert_eq!(event.metadata["client_ip"], "127.0.0.1");
+        assert_eq!(event.metadata["actor"], "system");
         let balance = balances::balance_of(&db, &tenant).await.unwrap().unwrap();
         assert_eq!(balance.balance, 100_000_000 - 50);
         assert_eq!(balance.outstanding, 0, "leases are released at shutdown");

@@ -28,7 +28,10 @@ const OVERHEAD_HEADER: &str = "x-modelrouter-overhead-us";
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(RequestId {
+        id: request_id,
+        client_ip,
+    }): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -91,6 +94,7 @@ pub async fn completions(
     let mut meter = Meter {
         state: state.clone(),
         request_id,
+        client_ip,
         tenant_id: key.tenant_id.clone(),
         key_id: key.key_id.clone(),
         model: info.model.clone(),

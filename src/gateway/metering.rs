@@ -17,6 +17,7 @@ use crate::store::MeteringRecord;
 pub struct Meter {
     pub state: Arc<AppState>,
     pub request_id: String,
+    pub client_ip: Option<String>,
     pub tenant_id: String,
     pub key_id: String,
     pub model: String,
@@ -87,7 +88,7 @@ impl Meter {
             .appender
             .send(MeteringRecord {
                 request_id: self.request_id,
-                client_ip: None,
+                client_ip: self.client_ip,
                 record,
             })
             .await;

@@ -39,9 +39,12 @@ pub struct AppState {
     pub settings: Settings,
 }
 
-/// The id of this request, also sent back as `x-request-id`.
+/// The id of this request (also sent back as `x-request-id`) and the client's address.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    pub id: String,
+    pub client_ip: Option<String>,
+}
 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.settings.max_body_bytes;
@@ -59,7 +62,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn request_id(mut request: Request, next: Next) -> Response {
     let id = format!("req_{}", uuid::Uuid::new_v4().simple());
-    request.extensions_mut().insert(RequestId(id.clone()));
+    let client_ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string());
+    request.extensions_mut().insert(RequestId {
+        id: id.clone(),
+        client_ip,
+    });
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
