@@ -256,7 +256,10 @@ async fn a_call_is_relayed_metered_and_charged_from_the_catalog_price() {
         assert!(!call.estimated);
         // The event carries who and where: the system actor, the request id, the client address.
         let events = db.read_events(Default::default(), 10_000).await.unwrap();
-        let event = events.iter().find(|e| e.aggregate_type == "InferenceCall").unwrap();
+        let event = events
+            .iter()
+            .find(|e| e.aggregate_type == "InferenceCall")
+            .unwrap();
         assert_eq!(event.aggregate_id, request_id);
         assert_eq!(event.metadata["request_id"], request_id);
         assert_eq!(event.metadata["client_ip"], "127.0.0.1");
