@@ -155,7 +155,10 @@ EOF
 
 DB_ARGS=()
 if [[ -n "${MODELROUTER_DATABASE_URL:-}" ]]; then
-  log "store: PostgreSQL (MODELROUTER_DATABASE_URL)"
+  log "store: PostgreSQL (MODELROUTER_DATABASE_URL); use a throwaway database"
+  [[ -n "${MODELROUTER_MASTER_KEY:-}" ]] ||
+    log "note: MODELROUTER_MASTER_KEY is not set; a new key is made per run in the temp data dir," \
+      "so a database left by an earlier run holds a provider key sealed under another key"
   DB_ARGS=(--database-url "$MODELROUTER_DATABASE_URL")
 else
   log "store: SQLite in $DATA_DIR"

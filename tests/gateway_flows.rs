@@ -464,3 +464,64 @@ async fn a_stream_cut_upstream_ends_with_an_in_band_error_and_an_estimated_charg
         assert!(call.cost > 0);
     }
 }
+
+#[tokio::test]
+async fn no_input_makes_the_gateway_fail_with_a_5xx() {
+    for store in stores().await {
+        let env = env(store).await;
+        let bodies: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"null".to_vec(),
+            b"[]".to_vec(),
+            b"\"text\"".to_vec(),
+            vec![0xff, 0xfe, 0x00, 0x7b],
+            br#"{"model": 5, "messages": []}"#.to_vec(),
+            br#"{"model": "test-gpt", "messages": "hi"}"#.to_vec(),
+            br#"{"model": "test-gpt", "messages": [null]}"#.to_vec(),
+            br#"{"model": "test-gpt", "messages": [{"role": "wizard"}]}"#.to_vec(),
+            br#"{"model": "test-gpt", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}"#.to_vec(),
+            br#"{"model": "test-gpt", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}"#.to_vec(),
+            br#"{"model": "test-gpt", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1e400}"#.to_vec(),
+            br#"{"model": "test-gpt", "messages": [{"role": "user", "content": "x"}], "n": 100000}"#.to_vec(),
+            "{\"model\": \"test-gpt\", \"messages\": [{\"role\": \"user\", \"content\": \"\u{1F600}\u{0}\"}], \"stream_options\": 3}".as_bytes().to_vec(),
+            format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+        ];
+        for body in bodies {
+            let response = env
+                .http
+                .post(env.url("/v1/chat/completions"))
+                .bearer_auth(KEY_AUTO)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let json: Value = response.json().await.unwrap_or(Value::Null);
+            assert!(
+                status == 200 || (400..500).contains(&status),
+                "{}: {status} for {:?}",
+                env.store.name,
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
+            );
+            if status != 200 {
+                assert!(
+                    json["error"]["message"].is_string(),
+                    "envelope for {status}: {json}"
+                );
+            }
+        }
+        // Still serving.
+        let ok = env
+            .chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "messages": user("still here")}),
+            )
+            .await;
+        assert_eq!(ok.status(), 200);
+        env.finish().await;
+    }
+}
