@@ -33,6 +33,10 @@ pub enum AllowanceError {
 struct TenantLease {
     /// Granted and neither spent nor held.
     available: i64,
+    /// Held by calls in flight.
+    held: i64,
+    /// A background top-up is under way.
+    refilling_ahead: bool,
     unsettled_used: i64,
     unsettled_calls: u64,
     /// Serializes top-ups of this tenant's lease on this replica.
@@ -96,6 +100,7 @@ impl Allowances {
             let lease = leases.entry(tenant_id.to_string()).or_default();
             if lease.available >= amount {
                 lease.available -= amount;
+                lease.held += amount;
                 Ok(())
             } else {
                 Err(lease.refill.clone())
@@ -118,7 +123,10 @@ impl Allowances {
             done: false,
         };
         let refill = match self.try_take(tenant_id, amount) {
-            Ok(()) => return Ok(hold(self)),
+            Ok(()) => {
+                self.top_up_ahead_if_low(tenant_id, amount);
+                return Ok(hold(self));
+            }
             Err(refill) => refill,
         };
         let _refilling = refill.lock().await;
@@ -126,12 +134,61 @@ impl Allowances {
         if self.try_take(tenant_id, amount).is_ok() {
             return Ok(hold(self));
         }
-        let have = self.with_leases(|l| l.get(tenant_id).map_or(0, |l| l.available));
-        let want = (amount - have).max(self.chunk.micros());
-        self.grant(tenant_id, want, amount - have).await?;
+        let (want, need) = self.wanted(tenant_id, amount);
+        self.grant(tenant_id, want, need).await?;
         self.try_take(tenant_id, amount)
             .map(|()| hold(self))
             .map_err(|_| AllowanceError::Insufficient)
+    }
+
+    /// What to lease when topping up: at least one chunk, and twice what calls in flight hold
+    /// (plus `amount`), so a busy tenant tops up rarely instead of every few calls.
+    fn wanted(&self, tenant_id: &str, amount: i64) -> (i64, i64) {
+        let (have, held) =
+            self.with_leases(|l| l.get(tenant_id).map_or((0, 0), |l| (l.available, l.held)));
+        let want = self
+            .chunk
+            .micros()
+            .max(held.saturating_add(amount).saturating_mul(2))
+            .saturating_sub(have)
+            .max(amount - have);
+        (want, amount - have)
+    }
+
+    /// Starts a background top-up when what is left would not cover as much again as calls in
+    /// flight hold, so that requests rarely wait for the store.
+    fn top_up_ahead_if_low(self: &Arc<Self>, tenant_id: &str, amount: i64) {
+        let start = self.with_leases(|leases| {
+            let lease = leases.entry(tenant_id.to_string()).or_default();
+            let low = lease.available < lease.held.max(amount).max(self.chunk.micros() / 2);
+            if low && !lease.refilling_ahead {
+                lease.refilling_ahead = true;
+                Some(lease.refill.clone())
+            } else {
+                None
+            }
+        });
+        let Some(refill) = start else {
+            return;
+        };
+        let allowances = self.clone();
+        let tenant_id = tenant_id.to_string();
+        tokio::spawn(async move {
+            {
+                let _refilling = refill.lock().await;
+                let (want, _) = allowances.wanted(&tenant_id, amount);
+                if want > 0 {
+                    if let Err(error) = allowances.grant(&tenant_id, want, 1).await {
+                        tracing::debug!(%error, tenant_id, "top-up ahead not granted");
+                    }
+                }
+            }
+            allowances.with_leases(|leases| {
+                if let Some(lease) = leases.get_mut(&tenant_id) {
+                    lease.refilling_ahead = false;
+                }
+            });
+        });
     }
 
     /// Leases `want` more, or as much as the account has if that still covers `need`.
@@ -173,6 +230,7 @@ impl Allowances {
     fn finish(&self, tenant_id: &str, held: i64, charged: Option<i64>) {
         self.with_leases(|leases| {
             let lease = leases.entry(tenant_id.to_string()).or_default();
+            lease.held -= held;
             match charged {
                 Some(cost) => {
                     lease.available += held - cost;

@@ -111,6 +111,12 @@ pub async fn serve(
     });
     let app = gateway::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     drop(state);
+    // Small SSE frames must leave at once, not wait for the client's delayed ACK (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -199,14 +199,13 @@ pub async fn completions(
     answer["model"] = Value::String(info.model.clone());
     let ttft_ms = Some(meter.started.elapsed().as_millis() as u64);
     let encoded = serde_json::to_vec(&answer).map_err(|_| ApiError::Internal)?;
-    meter
-        .finish(Outcome {
-            status: 200,
-            usage,
-            delivered_chars: 0,
-            ttft_ms,
-        })
-        .await;
+    // Metering is handed off: the response never waits for the appender's queue.
+    tokio::spawn(meter.finish(Outcome {
+        status: 200,
+        usage,
+        delivered_chars: 0,
+        ttft_ms,
+    }));
     let overhead = before_upstream + body_read.elapsed();
     let mut response = (StatusCode::OK, Body::from(encoded)).into_response();
     let headers = response.headers_mut();

@@ -86,10 +86,15 @@ impl Projection {
         }
     }
 
-    async fn apply(self, tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), sqlx::Error> {
+    async fn apply(self, tx: &mut DbTx<'_>, events: &[&StoredEvent]) -> Result<(), sqlx::Error> {
         match self {
-            Projection::Balances => balances::apply(tx, event).await,
-            Projection::Usage => usage::apply(tx, event).await,
+            Projection::Balances => {
+                for event in events {
+                    balances::apply(tx, event).await?;
+                }
+                Ok(())
+            }
+            Projection::Usage => usage::apply_batch(tx, events).await,
         }
     }
 }
@@ -158,12 +163,11 @@ pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usi
             tx.commit().await?;
             return Ok(total);
         };
-        for event in events
+        let concerned: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| projection.concerns(&e.aggregate_type))
-        {
-            projection.apply(&mut tx, event).await?;
-        }
+            .collect();
+        projection.apply(&mut tx, &concerned).await?;
         save_checkpoint(&mut tx, projection, last).await?;
         tx.commit().await?;
         total += events.len();

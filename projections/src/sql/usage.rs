@@ -35,53 +35,81 @@ fn to_i64(value: Option<u64>) -> Option<i64> {
     value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), sqlx::Error> {
-    let Ok(InferenceCallEvent::Completed(call)) = serde_json::from_value(event.payload.clone())
-    else {
-        tracing::error!(
-            position = event.position,
-            "inference event does not decode; skipped"
-        );
-        return Ok(());
-    };
-    let provider = call.attempts.last().map(|attempt| attempt.provider.clone());
-    let started_at = call
-        .started_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    on_tx!(tx, conn => {
-        sqlx::query(
+const COLUMNS: usize = 20;
+/// Rows per INSERT: well under SQLite's bound-parameter limit.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// Applies a batch of InferenceCall events with one multi-row INSERT per few hundred calls, so
+/// the projection holds the store's write lock briefly even under heavy traffic.
+pub(super) async fn apply_batch(
+    tx: &mut DbTx<'_>,
+    events: &[&StoredEvent],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&StoredEvent, Box<modelrouter_domain::inference::CallRecord>)> = events
+        .iter()
+        .filter_map(
+            |event| match serde_json::from_value(event.payload.clone()) {
+                Ok(InferenceCallEvent::Completed(call)) => Some((*event, call)),
+                Err(_) => {
+                    tracing::error!(
+                        position = event.position,
+                        "inference event does not decode; skipped"
+                    );
+                    None
+                }
+            },
+        )
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        // Placeholders only — never data — go into the SQL text.
+        let mut sql = String::from(
             "INSERT INTO usage_calls
                (request_id, tenant_id, key_id, model, inbound_protocol, stream, status,
                 input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
                 estimated, cost, price_version, latency_ms, ttft_ms, attempts, provider, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19, $20)
-             ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(&event.aggregate_id)
-        .bind(&call.tenant_id)
-        .bind(&call.key_id)
-        .bind(&call.model)
-        .bind(&call.inbound_protocol)
-        .bind(i64::from(call.stream))
-        .bind(i64::from(call.status))
-        .bind(to_i64(call.usage.input_total))
-        .bind(to_i64(call.usage.cache_read))
-        .bind(to_i64(call.usage.cache_write))
-        .bind(to_i64(call.usage.output_total))
-        .bind(to_i64(call.usage.reasoning))
-        .bind(i64::from(call.usage.estimated))
-        .bind(call.cost.0)
-        .bind(i64::from(call.price_version))
-        .bind(i64::try_from(call.latency_ms).unwrap_or(i64::MAX))
-        .bind(to_i64(call.ttft_ms))
-        .bind(i64::try_from(call.attempts.len()).unwrap_or(i64::MAX))
-        .bind(provider)
-        .bind(started_at)
-        .execute(conn)
-        .await
-        .map(|_| ())
-    })
+             VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let placeholders: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", i * COLUMNS + c))
+                .collect();
+            sql.push('(');
+            sql.push_str(&placeholders.join(","));
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+        on_tx!(tx, conn => {
+            let mut query = sqlx::query(&sql);
+            for (event, call) in chunk {
+                query = query
+                    .bind(&event.aggregate_id)
+                    .bind(&call.tenant_id)
+                    .bind(&call.key_id)
+                    .bind(&call.model)
+                    .bind(&call.inbound_protocol)
+                    .bind(i64::from(call.stream))
+                    .bind(i64::from(call.status))
+                    .bind(to_i64(call.usage.input_total))
+                    .bind(to_i64(call.usage.cache_read))
+                    .bind(to_i64(call.usage.cache_write))
+                    .bind(to_i64(call.usage.output_total))
+                    .bind(to_i64(call.usage.reasoning))
+                    .bind(i64::from(call.usage.estimated))
+                    .bind(call.cost.0)
+                    .bind(i64::from(call.price_version))
+                    .bind(i64::try_from(call.latency_ms).unwrap_or(i64::MAX))
+                    .bind(to_i64(call.ttft_ms))
+                    .bind(i64::try_from(call.attempts.len()).unwrap_or(i64::MAX))
+                    .bind(call.attempts.last().map(|attempt| attempt.provider.clone()))
+                    .bind(call.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            }
+            query.execute(conn).await.map(|_| ())
+        })?;
+    }
+    Ok(())
 }
 
 /// Calls of one tenant (or all tenants), newest first.
