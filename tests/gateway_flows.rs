@@ -525,3 +525,47 @@ async fn no_input_makes_the_gateway_fail_with_a_5xx() {
         env.finish().await;
     }
 }
+
+/// Responses never wait for metering: with the store unable to take writes and the metering
+/// queue full, calls (streams included) still complete, and every call is recorded once the
+/// store accepts writes again.
+#[tokio::test]
+async fn a_stalled_store_never_holds_responses_and_loses_no_metering() {
+    let store = stores().await.remove(0); // SQLite: the write lock is this process's to hold.
+    let env = env_with(store, 0, |s| s.metering_batch = 1).await; // a queue of 64 records
+    assert_eq!(
+        env.chat(
+            KEY_AUTO,
+            json!({"model": "test-gpt", "messages": user("warm up")})
+        )
+        .await
+        .status(),
+        200
+    );
+    let db = env.store.core().await.db;
+    let stalled = db.write_lock().await.expect("SQLite has a write lock");
+    let calls = async {
+        for i in 0..80 {
+            let r = env
+                .chat(
+                    KEY_AUTO,
+                    json!({"model": "test-gpt", "messages": user(&format!("call {i}"))}),
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+        let stream = env
+            .chat(
+                KEY_AUTO,
+                json!({"model": "test-gpt", "stream": true, "messages": user("stream")}),
+            )
+            .await;
+        assert!(stream.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), calls)
+        .await
+        .expect("responses waited for the stalled store");
+    drop(stalled);
+    let (_, db) = env.finish().await;
+    assert_eq!(usage::calls(&db, None, 1000).await.unwrap().len(), 82);
+}

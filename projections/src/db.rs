@@ -1,7 +1,10 @@
 //! The two storage backends behind one type. SQL that is the same on both is written once with
 //! [`on_db!`], which expands it for each pool so each stays fully type-checked.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -61,7 +64,29 @@ impl StoredEvent {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// One fair write lock per SQLite file in this process (see [`Db::write_lock`]).
+static SQLITE_WRITE_LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
 impl Db {
+    /// Serializes this process's writes to a SQLite file. SQLite allows one writer at a time
+    /// and makes the others sleep and retry (up to 100 ms a sleep, with no fairness), so under
+    /// load concurrent writers — metering, projections, allowance commands — starve each other.
+    /// Queueing them on one FIFO lock instead keeps every write short. PostgreSQL needs none.
+    pub async fn write_lock(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let Db::Sqlite(pool) = self else {
+            return None;
+        };
+        let path = pool.connect_options().get_filename().to_path_buf();
+        let lock = {
+            let mut locks = SQLITE_WRITE_LOCKS
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            locks.entry(path).or_default().clone()
+        };
+        Some(lock.lock_owned().await)
+    }
+
     /// Connects to `postgres://…` URLs, or else to the SQLite file `path_or_url` names
     /// (`sqlite://…` or a plain path), creating it if missing.
     pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {

@@ -143,5 +143,7 @@ async fn pump(
             break;
         }
     }
+    // End the client's body first: metering must never hold a finished stream open.
+    drop(sender);
     meter.finish(outcome).await;
 }

@@ -137,6 +137,7 @@ async fn write(db: &Db, batch: &[MeteringRecord]) -> Result<(), sqlx::Error> {
             )
         })
         .collect();
+    let _writing = db.write_lock().await;
     on_db!(db, pool => {
         let mut query = sqlx::query(&sql).bind(aggregate_types::INFERENCE_CALL);
         for (id, event_type, version, payload, metadata) in &rows {

@@ -46,7 +46,10 @@ impl From<AggregateError<DomainError>> for CommandError {
 
 /// A cqrs-es framework on either backend.
 pub enum Cqrs<A: Aggregate> {
-    Sqlite(CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>),
+    Sqlite(
+        CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>,
+        Db,
+    ),
     Postgres(CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>),
 }
 
@@ -63,7 +66,7 @@ where
                     Some(n) => PersistedEventStore::new_snapshot_store(repo, n),
                     None => PersistedEventStore::new_event_store(repo),
                 };
-                Cqrs::Sqlite(CqrsFramework::new(store, vec![], ()))
+                Cqrs::Sqlite(CqrsFramework::new(store, vec![], ()), db.clone())
             }
             Db::Postgres(pool) => {
                 let repo = PostgresEventRepository::new(pool.clone());
@@ -87,7 +90,11 @@ where
         loop {
             let meta: HashMap<String, String> = metadata.clone().into_map();
             let result = match self {
-                Cqrs::Sqlite(cqrs) => cqrs.execute_with_metadata(id, command.clone(), meta).await,
+                Cqrs::Sqlite(cqrs, db) => {
+                    // Load and commit under this process's SQLite write lock (see Db::write_lock).
+                    let _writing = db.write_lock().await;
+                    cqrs.execute_with_metadata(id, command.clone(), meta).await
+                }
                 Cqrs::Postgres(cqrs) => cqrs.execute_with_metadata(id, command.clone(), meta).await,
             };
             match result.map_err(CommandError::from) {

@@ -156,6 +156,7 @@ async fn save_checkpoint(
 pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usize, sqlx::Error> {
     let mut total = 0;
     loop {
+        let _writing = db.write_lock().await;
         let mut tx = DbTx::begin(db).await?;
         let checkpoint = lock_checkpoint(&mut tx, projection).await?;
         let events = db.read_events(checkpoint, batch).await?;
@@ -179,6 +180,7 @@ pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usi
 
 /// Empties the projection's tables, resets its checkpoint and replays the whole log.
 pub async fn rebuild(db: &Db, projection: Projection) -> Result<usize, sqlx::Error> {
+    let writing = db.write_lock().await;
     let mut tx = DbTx::begin(db).await?;
     lock_checkpoint(&mut tx, projection).await?;
     for table in projection.tables() {
@@ -188,6 +190,7 @@ pub async fn rebuild(db: &Db, projection: Projection) -> Result<usize, sqlx::Err
     }
     save_checkpoint(&mut tx, projection, TailPosition::default()).await?;
     tx.commit().await?;
+    drop(writing);
     catch_up(db, projection, 1000).await
 }
 
