@@ -142,16 +142,7 @@ pub async fn completions(
         }
     }
     let Some(upstream) = answered else {
-        let error = ApiError::Upstream(last_error);
-        meter
-            .finish(Outcome {
-                status: error.status().as_u16(),
-                usage: None,
-                delivered_chars: 0,
-                ttft_ms: None,
-            })
-            .await;
-        return Err(error);
+        return Err(failed(meter, ApiError::Upstream(last_error)).await);
     };
     let upstream_wait = upstream_started.elapsed();
 
@@ -185,15 +176,7 @@ pub async fn completions(
     };
     let Some(mut answer) = parsed.filter(Value::is_object) else {
         let error = ApiError::Upstream(UpstreamError::Transport("unreadable response".into()));
-        meter
-            .finish(Outcome {
-                status: error.status().as_u16(),
-                usage: None,
-                delivered_chars: 0,
-                ttft_ms: None,
-            })
-            .await;
-        return Err(error);
+        return Err(failed(meter, error).await);
     };
     let usage = answer.get("usage").and_then(usage_from);
     answer["model"] = Value::String(info.model.clone());
@@ -218,6 +201,19 @@ pub async fn completions(
         HeaderValue::from(overhead.as_micros() as u64),
     );
     Ok(response)
+}
+
+/// Meters a call that failed before any output (no charge) and returns its error.
+async fn failed(meter: Meter, error: ApiError) -> ApiError {
+    meter
+        .finish(Outcome {
+            status: error.status().as_u16(),
+            usage: None,
+            delivered_chars: 0,
+            ttft_ms: None,
+        })
+        .await;
+    error
 }
 
 /// One upstream attempt.
