@@ -43,3 +43,71 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
         })),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::allowance::Allowances;
+    use crate::config::Settings;
+    use crate::crypto::MasterKey;
+    use crate::live::Live;
+    use crate::store::{self, Appender, Commands};
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn ready_of(state: Arc<AppState>) -> (StatusCode, Value) {
+        let response = crate::gateway::router(state)
+            .oneshot(Request::get("/health/ready").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn ready_is_503_with_a_reason_until_replayed_and_when_the_store_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store::open(dir.path().join("t.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let commands = Arc::new(Commands::new(db.clone()));
+        let (appender, _task) =
+            Appender::start(db.clone(), std::time::Duration::from_millis(10), 8);
+        let settings = Settings::local(([127, 0, 0, 1], 0).into(), dir.path().to_path_buf());
+        let state = Arc::new(AppState {
+            db: db.clone(),
+            live: Arc::new(Live::default()),
+            allowances: Allowances::new("n".into(), modelrouter_domain::Money(1), commands),
+            appender,
+            http: reqwest::Client::new(),
+            master_key: MasterKey::parse(&"33".repeat(32)).unwrap(),
+            settings,
+        });
+
+        let (status, body) = ready_of(state.clone()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body["reason"].as_str().unwrap().contains("replaying"),
+            "{body}"
+        );
+
+        state.live.catch_up(&db).await.unwrap();
+        assert_eq!(ready_of(state.clone()).await.0, StatusCode::OK);
+
+        if let crate::store::Db::Sqlite(pool) = &db {
+            pool.close().await;
+        }
+        let (status, body) = ready_of(state).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body["reason"].as_str().unwrap().contains("event store"),
+            "{body}"
+        );
+    }
+}
