@@ -23,6 +23,24 @@ pub struct Usage {
     pub estimated: bool,
 }
 
+impl Usage {
+    /// Merges a later report into this one: each field present in `later` wins (streams report
+    /// running totals; they are never added up).
+    pub fn merge(&mut self, later: &Usage) {
+        let pick = |mine: &mut Option<u64>, theirs: Option<u64>| {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        };
+        pick(&mut self.input_total, later.input_total);
+        pick(&mut self.cache_read, later.cache_read);
+        pick(&mut self.cache_write, later.cache_write);
+        pick(&mut self.output_total, later.output_total);
+        pick(&mut self.reasoning, later.reasoning);
+        self.estimated |= later.estimated;
+    }
+}
+
 /// One upstream attempt: the routing decision and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
