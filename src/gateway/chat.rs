@@ -22,7 +22,7 @@ use super::{ApiError, AppState, RequestId};
 use crate::allowance::AllowanceError;
 use crate::protocol::openai::{parse_chat_request, to_upstream_request, usage_from};
 use crate::routing::{plan, Target};
-use crate::upstream::{openai, UpstreamError};
+use crate::upstream::{self, Call, UpstreamError};
 
 const OVERHEAD_HEADER: &str = "x-modelrouter-overhead-us";
 
@@ -238,11 +238,17 @@ async fn call(
         UpstreamProtocol::Openai => {
             let body =
                 to_upstream_request(request.clone(), &target.deployment.upstream_model, stream);
-            openai::send_chat(
+            let call = Call {
+                path: upstream::adapter(UpstreamProtocol::Openai).chat_path(),
+                body: &body,
+                stream,
+            };
+            upstream::send(
                 &state.http,
+                UpstreamProtocol::Openai,
                 &provider.config.base_url,
                 &credential,
-                &body,
+                call,
                 state.settings.upstream_first_byte_timeout,
             )
             .await
