@@ -1,16 +1,23 @@
-//! Scripted faults for the mock upstream: the `[mock:...]` directives written inside the last
-//! user message (so they pass through a gateway unchanged), the per-text `fail_first` counters
-//! and the OpenAI error envelope.
+//! Scripted faults and behaviours for the mock upstream: the `[mock:...]` directives written
+//! inside the last user message (so they pass through a gateway unchanged), the per-text
+//! `fail_first` counters and the OpenAI error envelope.
 //!
-//! Directives (several may combine; unknown or malformed ones are stripped and ignored):
+//! Directives (several may combine; unknown or malformed ones are stripped and ignored). Every
+//! protocol renders them in its own shapes; the protocol files say how.
 //! - `[mock:status=NNN]`: answer with that status (400..=599) and an error envelope.
 //! - `[mock:fail_first=N]`: the first N requests with this exact message text get a 500.
 //! - `[mock:delay_ms=N]`: wait N ms before sending the response headers.
 //! - `[mock:chunk_delay_ms=N]`: wait N ms between stream frames.
 //! - `[mock:cut_after=N]`: streaming only, break the body after N content chunks.
+//! - `[mock:stream_error]`: streaming only, an in-band error right after the first content chunk.
 //! - `[mock:no_usage]`: never report usage.
 //! - `[mock:words=N]`: the reply is exactly `w1 w2 … wN`.
 //! - `[mock:tool_call]`: call the first tool of a request that has tools.
+//! - `[mock:thinking]`: reason ("Thinking about it.") before answering.
+//! - `[mock:cache_read=N]` (alias `[mock:cached=N]`): N input tokens were read from cache.
+//! - `[mock:cumulative]`: DashScope, stream cumulative text even when incremental was asked.
+//! - `[mock:forced_tool_stop]`: DashScope, a tool call ends with `stop`, not `tool_calls`.
+//! - `[mock:base_resp=NNNN]`: MiniMax, HTTP 200 with that non-zero `base_resp.status_code`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,6 +43,12 @@ pub(super) struct Directives {
     pub no_usage: bool,
     pub words: Option<usize>,
     pub tool_call: bool,
+    pub stream_error: bool,
+    pub thinking: bool,
+    pub cache_read: Option<u64>,
+    pub cumulative: bool,
+    pub forced_tool_stop: bool,
+    pub base_resp: Option<u32>,
 }
 
 impl Directives {
@@ -78,8 +91,16 @@ impl Directives {
             ("words", Some(n)) => {
                 self.words = usize::try_from(n).ok().map(|n| n.min(MAX_WORDS));
             }
+            ("cache_read" | "cached", Some(n)) => self.cache_read = Some(n),
+            ("base_resp", Some(code)) => {
+                self.base_resp = u32::try_from(code).ok().filter(|code| *code != 0);
+            }
             ("no_usage", None) => self.no_usage = true,
             ("tool_call", None) => self.tool_call = true,
+            ("stream_error", None) => self.stream_error = true,
+            ("thinking", None) => self.thinking = true,
+            ("cumulative", None) => self.cumulative = true,
+            ("forced_tool_stop", None) => self.forced_tool_stop = true,
             _ => {}
         }
     }

@@ -1,61 +1,25 @@
-//! The mock's `POST /v1/chat/completions`: request validation, the deterministic reply
-//! (`"Mock reply to: <last user text>"`, or a tool call), usage counting and the non-streaming
-//! response. Streaming responses are framed in `stream`.
+//! The mock's `POST /v1/chat/completions` (OpenAI Chat Completions): request validation, the
+//! [`Plan`] (the shared [`Answer`] plus OpenAI's envelope fields) and the non-streaming
+//! response. Streaming responses are framed in `openai_stream`. MiniMax reuses [`Plan::new`].
 //!
-//! Usage is counted in words: `prompt_tokens` is the sum over all messages of (the number of
-//! whitespace-separated words of its text + 3); `completion_tokens` is the number of reply words
-//! emitted (3 for a tool call: the name and two argument fragments).
-
-use std::time::Duration;
+//! OpenAI renderings of the shared directives: `[mock:thinking]` → `reasoning_content` (the
+//! de facto field of compatible servers) and `completion_tokens_details.reasoning_tokens`;
+//! `[mock:cache_read=N]` → `prompt_tokens_details.cached_tokens` (`prompt_tokens` includes it);
+//! `[mock:stream_error]` → `data: {"error":{…}}`.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::faults::{error_response, fault_response, Directives};
-use super::{auth_failure, authorization, stream, AppState};
-
-/// The id of the mock's only tool call.
-pub(super) const TOOL_CALL_ID: &str = "call_mock_1";
-/// The arguments of the mock's tool call, as streamed: two fragments.
-pub(super) const TOOL_ARGUMENT_FRAGMENTS: [&str; 2] = ["{\"city\":", "\"Paris\"}"];
-/// The completion tokens a tool call counts as.
-const TOOL_CALL_TOKENS: u64 = 3;
-/// Prompt tokens added per message on top of its words.
-const TOKENS_PER_MESSAGE: u64 = 3;
-
-/// What the mock answers.
-#[derive(Debug)]
-pub(super) enum Reply {
-    /// Text, as the words to emit (already capped by the token limit).
-    Text {
-        words: Vec<String>,
-        finish_reason: &'static str,
-    },
-    /// A call to the request's first tool.
-    ToolCall { name: String },
-}
-
-/// Token usage, in words.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Usage {
-    pub prompt: u64,
-    pub completion: u64,
-}
-
-impl Usage {
-    pub fn to_json(self) -> Value {
-        json!({
-            "prompt_tokens": self.prompt,
-            "completion_tokens": self.completion,
-            "total_tokens": self.prompt + self.completion,
-            "prompt_tokens_details": { "cached_tokens": 0 },
-        })
-    }
-}
+use super::faults::{error_response, fault_response};
+use super::reply::{
+    content_text, first_tool, message_tokens, tool_call_json, Answer, Reply,
+    TOOL_ARGUMENT_FRAGMENTS,
+};
+use super::{bearer_token, check_key, openai_stream, AppState, KeyProblem};
 
 /// Everything needed to answer one valid chat request.
 #[derive(Debug)]
@@ -65,51 +29,49 @@ pub(super) struct Plan {
     pub model: String,
     pub stream: bool,
     pub include_usage: bool,
-    pub directives: Directives,
-    /// The raw text of the last user message: the key of the `fail_first` counter.
-    pub last_user_text: String,
-    pub reply: Reply,
-    pub usage: Usage,
+    pub answer: Answer,
 }
 
 pub(super) async fn chat_completions(
     State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let authorization = authorization(&headers);
-    let parsed = serde_json::from_slice::<Value>(&body);
-    let logged = match &parsed {
-        Ok(value) => value.clone(),
-        Err(_) => Value::String(String::from_utf8_lossy(&body).into_owned()),
-    };
-    state.record(authorization.as_deref(), logged);
-    if let Some(response) = auth_failure(&state.config, authorization.as_deref()) {
-        return response;
+    let parsed = state.record(uri.path(), &headers, &body);
+    if let Err(problem) = check_key(&state.config, bearer_token(&headers).as_deref()) {
+        return auth_error(problem);
     }
-    let Ok(request) = parsed else {
+    let Some(request) = parsed else {
         return invalid_request("We could not parse the JSON body of your request.", None);
     };
     let plan = match Plan::new(&request) {
         Ok(plan) => plan,
         Err(invalid) => return invalid_request(invalid.message, Some(invalid.param)),
     };
-    if plan.directives.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(plan.directives.delay_ms)).await;
-    }
-    if let Some(n) = plan.directives.fail_first {
-        if state.fail_counts.should_fail(&plan.last_user_text, n) {
-            return fault_response(StatusCode::INTERNAL_SERVER_ERROR);
-        }
-    }
-    if let Some(status) = plan.directives.status {
+    if let Some(status) = plan.answer.scripted_fault(&state.fail_counts).await {
         return fault_response(status);
     }
     if plan.stream {
-        stream::respond(plan)
+        openai_stream::respond(plan)
     } else {
         Json(plan.completion()).into_response()
     }
+}
+
+/// The OpenAI 401 (also for `GET /v1/models`).
+pub(super) fn auth_error(problem: KeyProblem) -> Response {
+    let message = match problem {
+        KeyProblem::Missing => "You didn't provide an API key. Use `Authorization: Bearer`.",
+        KeyProblem::Wrong => "Incorrect API key provided.",
+    };
+    error_response(
+        StatusCode::UNAUTHORIZED,
+        message,
+        "invalid_request_error",
+        Some("invalid_api_key"),
+        None,
+    )
 }
 
 fn invalid_request(message: &str, param: Option<&str>) -> Response {
@@ -125,8 +87,8 @@ fn invalid_request(message: &str, param: Option<&str>) -> Response {
 /// Why a request is invalid: the 400 to send.
 #[derive(Debug)]
 pub(super) struct InvalidParam {
-    message: &'static str,
-    param: &'static str,
+    pub message: &'static str,
+    pub param: &'static str,
 }
 
 impl Plan {
@@ -153,31 +115,22 @@ impl Plan {
                 })
             }
         };
-        let prompt = messages
+        let input = messages
             .iter()
-            .map(|message| word_count(&message_text(message)) + TOKENS_PER_MESSAGE)
+            .map(|message| message_tokens(&content_text(message.get("content"))))
             .sum();
         let last_user_text = messages
             .iter()
             .rev()
             .find(|message| message.get("role").and_then(Value::as_str) == Some("user"))
-            .map(message_text)
+            .map(|message| content_text(message.get("content")))
             .unwrap_or_default();
-        let (directives, echoed) = Directives::parse(&last_user_text);
-        let first_tool = request
-            .get("tools")
-            .and_then(Value::as_array)
-            .and_then(|tools| tools.first());
-        let reply = match first_tool {
-            Some(tool) if directives.tool_call => Reply::ToolCall {
-                name: tool_name(tool).to_owned(),
-            },
-            _ => text_reply(&directives, &echoed, token_limit(request)),
-        };
-        let completion = match &reply {
-            Reply::Text { words, .. } => words.len() as u64,
-            Reply::ToolCall { .. } => TOOL_CALL_TOKENS,
-        };
+        let answer = Answer::new(
+            input,
+            last_user_text,
+            first_tool(request.get("tools")),
+            token_limit(request),
+        );
         Ok(Self {
             id: format!("chatcmpl-mock-{}", uuid::Uuid::new_v4().simple()),
             created: chrono::Utc::now().timestamp(),
@@ -187,36 +140,23 @@ impl Plan {
                 .pointer("/stream_options/include_usage")
                 .and_then(Value::as_bool)
                 == Some(true),
-            directives,
-            last_user_text,
-            reply,
-            usage: Usage { prompt, completion },
+            answer,
         })
     }
 
     /// The non-streaming `chat.completion` body.
     pub fn completion(&self) -> Value {
-        let (message, finish_reason) = match &self.reply {
-            Reply::Text {
-                words,
-                finish_reason,
-            } => (
-                json!({ "role": "assistant", "content": words.join(" ") }),
-                *finish_reason,
-            ),
-            Reply::ToolCall { name } => (
-                json!({
-                    "role": "assistant",
-                    "content": null,
-                    "tool_calls": [{
-                        "id": TOOL_CALL_ID,
-                        "type": "function",
-                        "function": { "name": name, "arguments": TOOL_ARGUMENT_FRAGMENTS.concat() },
-                    }],
-                }),
-                "tool_calls",
-            ),
+        let mut message = match &self.answer.reply {
+            Reply::Text { .. } => json!({ "role": "assistant", "content": self.answer.text() }),
+            Reply::ToolCall { name } => json!({
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [tool_call_json(name, &TOOL_ARGUMENT_FRAGMENTS.concat())],
+            }),
         };
+        if let Some(thinking) = self.answer.thinking() {
+            message["reasoning_content"] = json!(thinking);
+        }
         let mut body = json!({
             "id": self.id,
             "object": "chat.completion",
@@ -226,68 +166,36 @@ impl Plan {
                 "index": 0,
                 "message": message,
                 "logprobs": null,
-                "finish_reason": finish_reason,
+                "finish_reason": self.answer.ending().finish_reason(),
             }],
         });
-        if !self.directives.no_usage {
-            body["usage"] = self.usage.to_json();
+        if !self.answer.directives.no_usage {
+            body["usage"] = self.usage_json();
         }
         body
     }
-}
 
-/// The text of a message: its string content, or the concatenation of its `text` parts.
-fn message_text(message: &Value) -> String {
-    match message.get("content") {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|part| part.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => String::new(),
+    /// OpenAI usage: `prompt_tokens` includes the cached tokens, `completion_tokens` the
+    /// reasoning ones.
+    pub fn usage_json(&self) -> Value {
+        let usage = self.answer.usage;
+        let mut json = json!({
+            "prompt_tokens": usage.input,
+            "completion_tokens": usage.output,
+            "total_tokens": usage.input + usage.output,
+            "prompt_tokens_details": { "cached_tokens": usage.cached },
+        });
+        if usage.reasoning > 0 {
+            json["completion_tokens_details"] = json!({ "reasoning_tokens": usage.reasoning });
+        }
+        json
     }
 }
 
-fn word_count(text: &str) -> u64 {
-    text.split_whitespace().count() as u64
-}
-
 /// The cap on reply words: `max_completion_tokens`, else `max_tokens`.
-fn token_limit(request: &Value) -> Option<u64> {
+pub(super) fn token_limit(request: &Value) -> Option<u64> {
     request
         .get("max_completion_tokens")
         .and_then(Value::as_u64)
         .or_else(|| request.get("max_tokens").and_then(Value::as_u64))
-}
-
-/// A tool's name (Chat Completions nests it under `function`); `tool` when it has none.
-fn tool_name(tool: &Value) -> &str {
-    tool.pointer("/function/name")
-        .or_else(|| tool.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("tool")
-}
-
-fn text_reply(directives: &Directives, echoed: &str, limit: Option<u64>) -> Reply {
-    let mut words: Vec<String> = match directives.words {
-        Some(n) => (1..=n).map(|i| format!("w{i}")).collect(),
-        None => format!("Mock reply to: {echoed}")
-            .trim()
-            .split(' ')
-            .map(str::to_owned)
-            .collect(),
-    };
-    let limit = limit.map_or(usize::MAX, |limit| {
-        usize::try_from(limit).unwrap_or(usize::MAX)
-    });
-    let finish_reason = if words.len() > limit {
-        words.truncate(limit);
-        "length"
-    } else {
-        "stop"
-    };
-    Reply::Text {
-        words,
-        finish_reason,
-    }
 }

@@ -1,9 +1,14 @@
 //! Tests of the mock upstream, driven through `router(...)` with `tower::ServiceExt::oneshot`:
-//! replies, usage, faults, auth and the request log here, streaming in `tests/streaming.rs`.
+//! OpenAI replies, usage, faults, auth and the request log here, OpenAI streaming in
+//! `tests/streaming.rs`, the other protocols in `tests/<protocol>.rs`.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failure with a backtrace
 
+mod anthropic;
+mod dashscope;
+mod minimax;
 mod streaming;
+mod support;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::http::{header, Method, Request, StatusCode};
@@ -13,6 +18,7 @@ use tower::ServiceExt;
 
 use super::faults::Directives;
 use super::{router, MockConfig};
+use support::{broken_stream, json_body, post};
 
 const KEY: &str = "Bearer sk-test";
 
@@ -144,6 +150,16 @@ fn directives_parse_and_combine() {
         Directives::parse("[mock:status=200]").0.status,
         None,
         "only 4xx/5xx"
+    );
+    let (d, text) = Directives::parse("q [mock:thinking] [mock:cache_read=7] [mock:stream_error] [mock:cumulative] [mock:forced_tool_stop] [mock:base_resp=2013]");
+    assert_eq!(text, "q");
+    assert!(d.thinking && d.stream_error && d.cumulative && d.forced_tool_stop);
+    assert_eq!((d.cache_read, d.base_resp), (Some(7), Some(2013)));
+    let (d, _) = Directives::parse("[mock:cached=4] [mock:base_resp=0]");
+    assert_eq!(
+        (d.cache_read, d.base_resp),
+        (Some(4), None),
+        "cached is an alias; base_resp 0 is success"
     );
 }
 
@@ -314,9 +330,13 @@ async fn request_log_records_authorization_and_body_and_is_bounded() {
     let (status, _, bytes) = send(&app, log(Method::GET)).await;
     assert_eq!(status, StatusCode::OK);
     let entries: Value = serde_json::from_slice(&bytes).unwrap();
+    let entry = |authorization: Value, body: Value| json!({ "path": "/v1/chat/completions", "authorization": authorization, "x-api-key": null, "headers": {}, "body": body });
     assert_eq!(
         entries,
-        json!([{ "authorization": KEY, "body": user("first") }, { "authorization": null, "body": user("second") }])
+        json!([
+            entry(json!(KEY), user("first")),
+            entry(Value::Null, user("second"))
+        ])
     );
 
     assert_eq!(

@@ -167,3 +167,29 @@ async fn serve_answers_on_a_socket_until_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn openai_thinking_cache_read_and_stream_error() {
+    let (_, reply) = chat(&app(), user("Why? [mock:thinking] [mock:cache_read=2]")).await;
+    let message = &reply["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], "Thinking about it.");
+    assert_eq!(message["content"], "Mock reply to: Why?");
+    let usage = json!({
+        "prompt_tokens": 6, "completion_tokens": 7, "total_tokens": 13,
+        "prompt_tokens_details": { "cached_tokens": 2 },
+        "completion_tokens_details": { "reasoning_tokens": 3 },
+    });
+    assert_eq!(reply["usage"], usage);
+
+    let frames = stream(&app(), streaming(user("Why? [mock:thinking]"), false)).await;
+    assert_eq!(
+        frames[1]["choices"][0]["delta"],
+        json!({ "reasoning_content": "Thinking about it." })
+    );
+    assert_eq!(streamed_text(&frames), "Mock reply to: Why?");
+
+    let frames = stream(&app(), streaming(user("a b [mock:stream_error]"), true)).await;
+    assert_eq!(frames.len(), 3, "role, one word, the error: {frames:?}");
+    assert_eq!(frames[1]["choices"][0]["delta"]["content"], "Mock ");
+    assert_eq!(frames[2]["error"]["type"], "server_error");
+}
