@@ -326,7 +326,7 @@ async fn streams_are_relayed_chunk_by_chunk_with_usage_only_when_asked() {
         assert!(seen
             .iter()
             .all(|r| r["body"]["stream_options"]["include_usage"] == true));
-        let (_, db) = env.finish().await;
+        let (_store, db) = env.finish().await;
         let calls = usage::calls(&db, None, 10).await.unwrap();
         assert_eq!(calls.len(), 2);
         for call in calls {
@@ -414,7 +414,7 @@ async fn upstream_failures_map_to_429_502_504_and_retries_happen_before_the_firs
             .await;
         assert_eq!(retried.status(), 200);
 
-        let (_, db) = env.finish().await;
+        let (_store, db) = env.finish().await;
         let calls = usage::calls(&db, None, 10).await.unwrap();
         let by_status = |s: i64| calls.iter().filter(|c| c.status == s).count();
         assert_eq!(
@@ -454,7 +454,7 @@ async fn a_stream_cut_upstream_ends_with_an_in_band_error_and_an_estimated_charg
         let last: Value = serde_json::from_str(frames.last().unwrap()).unwrap();
         assert!(last["error"]["message"].is_string(), "{last}");
         assert!(!frames.iter().any(|f| f == "[DONE]"));
-        let (_, db) = env.finish().await;
+        let (_store, db) = env.finish().await;
         let call = usage::calls(&db, None, 1).await.unwrap().remove(0);
         assert_eq!(call.status, 502);
         assert!(
@@ -566,6 +566,6 @@ async fn a_stalled_store_never_holds_responses_and_loses_no_metering() {
         .await
         .expect("responses waited for the stalled store");
     drop(stalled);
-    let (_, db) = env.finish().await;
+    let (_store, db) = env.finish().await;
     assert_eq!(usage::calls(&db, None, 1000).await.unwrap().len(), 82);
 }
