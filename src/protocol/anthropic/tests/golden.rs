@@ -35,7 +35,10 @@ fn client_request_round_trips_through_the_upstream_encoder() {
 fn upstream_message_decodes_to_canonical() {
     let mut resp =
         decode_response(fixture("response_tool_use.json").as_bytes()).expect("decodable");
-    assert!(resp.created > 1_700_000_000, "created is the time of decoding");
+    assert!(
+        resp.created > 1_700_000_000,
+        "created is the time of decoding"
+    );
     resp.created = 0;
     let canonical = serde_json::to_value(&resp).expect("serializable");
     assert_golden_json("response_tool_use.canonical.expected.json", &canonical);

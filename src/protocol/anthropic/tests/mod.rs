@@ -1,9 +1,11 @@
 //! Tests of the Anthropic dialect: golden fixtures (`tests/fixtures/anthropic/`), the §7 edge
 //! cases by name, stream transcripts split at every byte, and round-trip properties.
 
+mod content_rules;
 mod edge_cases;
 mod golden;
 mod props;
+mod request_rules;
 mod stream;
 
 use serde_json::Value;
