@@ -6,7 +6,9 @@ mod edge_cases;
 mod golden;
 mod props;
 mod request_rules;
+mod strategies;
 mod stream;
+mod stream_rules;
 
 use serde_json::Value;
 
