@@ -218,8 +218,17 @@ pub fn message_id(upstream_id: &str) -> String {
     if upstream_id.starts_with("msg_") {
         return upstream_id.to_string();
     }
-    let core = upstream_id.strip_prefix("chatcmpl-").unwrap_or(upstream_id);
-    format!("msg_{}", sanitize_id(core))
+    let core: String = upstream_id
+        .strip_prefix("chatcmpl-")
+        .unwrap_or(upstream_id)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    if core.is_empty() {
+        "msg_gateway".to_string()
+    } else {
+        format!("msg_{core}")
+    }
 }
 
 fn now_unix() -> i64 {

@@ -11,7 +11,7 @@ use super::error::status_for_error_type;
 use super::request::arguments_from_input;
 use super::response::{finish_from_reason, usage_from_wire};
 use super::wire::{Block, Delta, KnownBlock, KnownDelta, WireStreamEvent, WireUsage};
-use crate::protocol::canonical::{StreamError, StreamEvent};
+use crate::protocol::canonical::{StreamError, StreamEvent, Usage};
 use crate::protocol::sse::SseEvent;
 use crate::protocol::StreamDecoder;
 
@@ -152,7 +152,10 @@ impl AnthropicStreamDecoder {
         }
     }
 
-    fn usage_update(&mut self, later: &WireUsage) -> StreamEvent {
+    /// Folds a usage report into the raw fields and returns the canonical update: input fields
+    /// only when this report touched the input side, so an output-only report does not repeat
+    /// stale input numbers.
+    fn usage_update(&mut self, later: &WireUsage) -> Usage {
         let keep = |mine: &mut Option<u64>, theirs: Option<u64>| {
             if theirs.is_some() {
                 *mine = theirs;
@@ -182,7 +185,7 @@ impl AnthropicStreamDecoder {
             .output_tokens_details
             .as_ref()
             .and_then(|d| d.thinking_tokens);
-        StreamEvent::Usage(usage)
+        usage
     }
 }
 
@@ -203,16 +206,13 @@ impl StreamDecoder for AnthropicStreamDecoder {
                 }];
                 if let Some(usage) = &message.usage {
                     // `output_tokens` here is a placeholder (about 1): the input side only.
-                    let input_only = WireUsage {
+                    let usage = self.usage_update(&WireUsage {
                         output_tokens: None,
                         output_tokens_details: None,
                         ..usage.clone()
-                    };
-                    if let StreamEvent::Usage(mut usage) = self.usage_update(&input_only) {
-                        usage.output_total = None;
-                        if usage.input_total.is_some() {
-                            events.push(StreamEvent::Usage(usage));
-                        }
+                    });
+                    if usage.input_total.is_some() {
+                        events.push(StreamEvent::Usage(usage));
                     }
                 }
                 events
@@ -226,7 +226,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
             WireStreamEvent::MessageDelta { delta, usage } => {
                 let mut events = Vec::new();
                 if let Some(usage) = &usage {
-                    events.push(self.usage_update(usage));
+                    events.push(StreamEvent::Usage(self.usage_update(usage)));
                 }
                 if let Some(reason) = delta.stop_reason.as_deref() {
                     events.push(StreamEvent::Finish {

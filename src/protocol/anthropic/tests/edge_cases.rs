@@ -291,3 +291,15 @@ fn reasoning_content_maps_to_thinking_both_ways() {
         }
     );
 }
+
+#[test]
+fn message_ids_look_like_anthropic_ids() {
+    use crate::protocol::anthropic::message_id;
+    assert_eq!(message_id("chatcmpl-9x1"), "msg_9x1");
+    assert_eq!(message_id("msg_01A"), "msg_01A");
+    assert_eq!(
+        message_id("7e3d5586-cb70-98ce-97bf-8a2ac0091c3f"),
+        "msg_7e3d5586-cb70-98ce-97bf-8a2ac0091c3f"
+    );
+    assert_eq!(message_id(""), "msg_gateway");
+}
