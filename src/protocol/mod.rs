@@ -10,6 +10,7 @@
 //!   (canonical events → client SSE frames);
 //! - its error envelope.
 
+pub mod anthropic;
 pub mod canonical;
 pub mod openai;
 pub mod sse;
