@@ -11,6 +11,7 @@
 //! - its error envelope.
 
 pub mod canonical;
+pub mod dashscope;
 pub mod openai;
 pub mod sse;
 
