@@ -46,7 +46,7 @@ pub(super) fn status_for_code(code: &str) -> u16 {
 /// `{"code","message","request_id"}` (§5.10). `status` is the gateway's condition (402 means
 /// the tenant has no balance, which DashScope spells HTTP 400 `Arrearage`).
 pub fn error_body(status: u16, message: &str, request_id: &str) -> (u16, Value) {
-    let (status, code) = match status {
+    let (status, mut code) = match status {
         400 => (400, "InvalidParameter"),
         401 => (401, "InvalidApiKey"),
         402 => (400, "Arrearage"),
@@ -59,8 +59,26 @@ pub fn error_body(status: u16, message: &str, request_id: &str) -> (u16, Value) 
         405..=499 => (400, "InvalidParameter"),
         _ => (500, "InternalError"),
     };
+    // A message read by `decode_error` starts with the upstream's own code: a DashScope
+    // client keeps the precise one (`DataInspectionFailed`, `Throttling.AllocationQuota`, …).
+    let mut message = message;
+    if let Some((upstream_code, rest)) = message.split_once(": ") {
+        if is_code(upstream_code) && status_for_code(upstream_code) == status {
+            code = upstream_code;
+            message = rest;
+        }
+    }
     (
         status,
         json!({"code": code, "message": message, "request_id": request_id}),
     )
+}
+
+/// `InvalidParameter`, `BadRequest.TooLarge`: dotted words starting with a capital.
+fn is_code(text: &str) -> bool {
+    !text.is_empty()
+        && text.split('.').all(|word| {
+            word.starts_with(|c: char| c.is_ascii_uppercase())
+                && word.chars().all(|c| c.is_ascii_alphanumeric())
+        })
 }

@@ -116,13 +116,15 @@ impl DashScopeStreamDecoder {
                 finish_reason: output.finish_reason,
             }],
         };
+        // The event's running usage goes first, so that an encoder can send it with this
+        // event's content; `Finish` comes last, after the content it ends.
+        if let Some(usage) = wire.usage {
+            out.push(StreamEvent::Usage(usage.to_canonical()));
+        }
         let mut finishes = Vec::new();
         for (position, choice) in choices.into_iter().enumerate() {
             let index = choice.index.unwrap_or(position as u32);
             finishes.extend(self.choice(index, choice, &mut out));
-        }
-        if let Some(usage) = wire.usage {
-            out.push(StreamEvent::Usage(usage.to_canonical()));
         }
         out.extend(finishes);
         let finished = self.choices.values().filter(|c| c.finished).count() as u32;
