@@ -17,6 +17,7 @@
 //!   text.
 
 mod error;
+mod parameters;
 mod request;
 mod response;
 mod stream_decoder;

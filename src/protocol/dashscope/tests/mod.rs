@@ -2,16 +2,19 @@
 //! cases by name, streams split at every byte, and round-trip properties.
 
 mod edge_cases;
+mod edge_streams;
 mod golden;
 mod props;
 mod streams;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::DashScopeStreamDecoder;
-use crate::protocol::canonical::StreamEvent;
+use super::{
+    decode_request, DashScopeOptions, DashScopeStreamDecoder, DashScopeStreamEncoder, ResultFormat,
+};
+use crate::protocol::canonical::{ChatRequest, Message, Part, Role, StreamEvent};
 use crate::protocol::sse::{SseEvent, SseParser};
-use crate::protocol::StreamDecoder;
+use crate::protocol::{StreamDecoder, StreamEncoder};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dashscope/");
 
@@ -75,3 +78,74 @@ pub(super) fn visible_text(events: &[StreamEvent]) -> String {
 pub(super) fn result_frame(id: u32, data: &Value) -> String {
     format!("id:{id}\nevent:result\n:HTTP_STATUS/200\ndata:{data}\n\n")
 }
+
+/// An upstream stream event body with one choice.
+pub(super) fn event(
+    content: &str,
+    reason: &str,
+    tools: Option<Value>,
+    output_tokens: u64,
+) -> Value {
+    let mut message = json!({"content": content, "role": "assistant"});
+    if let Some(tools) = tools {
+        message["tool_calls"] = tools;
+    }
+    json!({
+        "output": {"choices": [{"message": message, "index": 0, "finish_reason": reason}]},
+        "usage": {"input_tokens": 100, "output_tokens": output_tokens, "total_tokens": 100 + output_tokens},
+        "request_id": "rid-1",
+    })
+}
+
+pub(super) fn transcript(events: &[Value]) -> String {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| result_frame(i as u32 + 1, e))
+        .collect()
+}
+
+pub(super) fn request(body: Value) -> Result<(ChatRequest, DashScopeOptions), String> {
+    decode_request(body.to_string().as_bytes(), false).map_err(|e| {
+        assert_eq!(e.status, 400);
+        format!("{} [{}]", e.message, e.param.unwrap_or_default())
+    })
+}
+
+pub(super) fn text(text: &str) -> Part {
+    Part::Text {
+        text: text.into(),
+        cache_control: None,
+    }
+}
+
+pub(super) fn call(id: &str, arguments: &str) -> Part {
+    Part::ToolCall {
+        id: id.into(),
+        name: "lookup".into(),
+        arguments: arguments.into(),
+    }
+}
+
+pub(super) fn message(role: Role, parts: Vec<Part>) -> Message {
+    Message {
+        role,
+        parts,
+        name: None,
+    }
+}
+
+pub(super) fn encode_stream(events: &[StreamEvent], options: DashScopeOptions) -> Vec<Value> {
+    let mut encoder = DashScopeStreamEncoder::new("gw-1".into(), options);
+    let mut frames: Vec<String> = events.iter().flat_map(|e| encoder.feed(e)).collect();
+    frames.extend(encoder.finish());
+    parse_sse(&[frames.concat().as_bytes()])
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).expect("json"))
+        .collect()
+}
+
+pub(super) const MESSAGE_INCREMENTAL: DashScopeOptions = DashScopeOptions {
+    result_format: ResultFormat::Message,
+    incremental_output: true,
+};
