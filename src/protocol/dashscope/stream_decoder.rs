@@ -267,7 +267,8 @@ fn advance(mode: &mut Mode, known: &mut String, value: &str) -> String {
             "DashScope cumulative stream rewrote earlier text; sending what follows the common prefix"
         );
     }
-    let piece = value[kept..].to_string();
+    // `kept` is a char boundary of `value` (see `common_prefix`), so `get` always succeeds.
+    let piece = value.get(kept..).unwrap_or_default().to_string();
     *known = value.to_string();
     piece
 }

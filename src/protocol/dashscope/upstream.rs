@@ -218,7 +218,8 @@ fn parameters(req: &ChatRequest) -> WireParameters {
         temperature: req.temperature.map(|t| t.clamp(0.0, MAX_TEMPERATURE)),
         top_p: req.top_p,
         top_k: req.top_k,
-        seed: req.seed,
+        // DashScope seeds are unsigned; a negative one (valid for OpenAI) would be a 400.
+        seed: req.seed.filter(|seed| *seed >= 0),
         stop: Some(&req.stop)
             .filter(|stop| !stop.is_empty())
             .map(|stop| json!(stop)),

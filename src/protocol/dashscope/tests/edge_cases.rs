@@ -20,7 +20,7 @@ fn cache_accounting_dashscope_input_includes_cached_tokens() {
     let body = json!({"output": {"text": "hi", "finish_reason": "stop"}, "request_id": "r",
         "usage": {"input_tokens": 211, "output_tokens": 30, "prompt_tokens_details": {"cached_tokens": 128}}});
     let response = decode_response(body.to_string().as_bytes()).expect("decodable");
-    let usage = response.usage.clone().expect("usage");
+    let usage = response.usage.expect("usage");
     assert_eq!(
         (usage.input_total, usage.cache_read),
         (Some(211), Some(128))

@@ -5,6 +5,7 @@ mod edge_cases;
 mod edge_streams;
 mod golden;
 mod props;
+mod requests;
 mod streams;
 
 use serde_json::{json, Value};
