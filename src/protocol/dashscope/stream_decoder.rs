@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use super::error::status_for_code;
 use super::response::{call_id, content_text, finish_from_wire};
-use super::wire::{WireChoice, WireError, WireResponse, WireToolCall};
+use super::wire::{WireChoice, WireContent, WireError, WireMessage, WireResponse, WireToolCall};
 use crate::protocol::canonical::{StreamError, StreamEvent};
 use crate::protocol::sse::SseEvent;
 use crate::protocol::StreamDecoder;
@@ -108,8 +108,8 @@ impl DashScopeStreamDecoder {
             Some(choices) => choices,
             // The text format: one choice, the text in `output.text`.
             None => vec![WireChoice {
-                message: Some(super::wire::WireMessage {
-                    content: output.text.map(super::wire::WireContent::Text),
+                message: Some(WireMessage {
+                    content: output.text.map(WireContent::Text),
                     ..Default::default()
                 }),
                 index: Some(0),
@@ -182,7 +182,7 @@ impl DashScopeStreamDecoder {
             .or_else(|| wire.code.as_deref().map(status_for_code))
             .unwrap_or(500);
         let message = match (wire.code, wire.message) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), Some(message)) if !message.is_empty() => format!("{code}: {message}"),
             (code, message) => message
                 .or(code)
                 .unwrap_or_else(|| "The DashScope upstream stream failed.".into()),

@@ -236,3 +236,26 @@ fn cumulative_client_streams_resend_everything_so_far() {
     let (decoded, _) = decode_chunks(&[transcript(&bodies).as_bytes()]);
     assert_eq!(super::visible_text(&decoded), "杭州很美");
 }
+
+#[test]
+fn an_upstream_text_format_stream_is_read_too() {
+    let body = |text: &str, reason: &str| {
+        json!({"output": {"text": text, "finish_reason": reason},
+            "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}, "request_id": "r"})
+    };
+    let bodies = [
+        body("1+1", "null"),
+        body("1+1 equals 2.", "null"),
+        body("1+1 equals 2.", "stop"),
+    ];
+    let (events, done) = decode_chunks(&[transcript(&bodies).as_bytes()]);
+    assert!(done);
+    assert_eq!(super::visible_text(&events), "1+1 equals 2.");
+    assert_eq!(
+        events.last(),
+        Some(&StreamEvent::Finish {
+            choice: 0,
+            reason: FinishReason::Stop
+        })
+    );
+}
