@@ -6,6 +6,7 @@ mod edge_streams;
 mod golden;
 mod props;
 mod requests;
+mod stream_props;
 mod streams;
 
 use serde_json::{json, Value};
