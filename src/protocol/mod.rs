@@ -12,6 +12,7 @@
 
 pub mod anthropic;
 pub mod canonical;
+pub mod dashscope;
 pub mod openai;
 pub mod sse;
 
