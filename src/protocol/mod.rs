@@ -11,6 +11,7 @@
 //! - its error envelope.
 
 pub mod canonical;
+pub mod minimax;
 pub mod openai;
 pub mod sse;
 
