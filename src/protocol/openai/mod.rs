@@ -16,7 +16,7 @@ mod stream_encode;
 pub mod wire;
 
 #[cfg(test)]
-mod codec_tests;
+pub(crate) mod codec_tests;
 
 pub use error::{error_payload, error_type_for_status};
 pub use request_decode::decode_request;
