@@ -76,7 +76,10 @@ pub(crate) fn decode_pieces(decoder: &mut dyn StreamDecoder, pieces: &[&[u8]]) -
 
 /// Decodes a transcript whole, then cut at every byte boundary (in two) and in single bytes, and
 /// checks that every way gives the same events. Returns them.
-pub(crate) fn decode_every_split<D: StreamDecoder>(new: impl Fn() -> D, text: &str) -> Vec<StreamEvent> {
+pub(crate) fn decode_every_split<D: StreamDecoder>(
+    new: impl Fn() -> D,
+    text: &str,
+) -> Vec<StreamEvent> {
     let bytes = text.as_bytes();
     let whole = decode_pieces(&mut new(), &[bytes]);
     for cut in 0..=bytes.len() {
