@@ -18,7 +18,7 @@ pub enum OrUnknown<T> {
 
 /// A message's `content`: a string or an array of parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "'content' must be a string or an array of parts")]
 pub enum Content {
     Text(String),
     Parts(Vec<OrUnknown<ContentPart>>),
@@ -221,7 +221,7 @@ pub struct JsonSchema {
 
 /// `stop`: one string or a list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "it must be a string or an array of strings")]
 pub enum Stop {
     One(String),
     Many(Vec<String>),

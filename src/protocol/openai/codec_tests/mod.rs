@@ -3,8 +3,11 @@
 //! The helpers are shared with the MiniMax tests.
 
 mod edge_cases;
+mod edge_cases_responses;
 mod fixtures;
+mod invalid;
 mod properties;
+mod stream_properties;
 mod streams;
 
 use serde::Serialize;
