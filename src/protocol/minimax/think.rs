@@ -13,6 +13,8 @@ enum State {
     Start,
     /// Inside the reasoning, until this closing tag.
     Inside(&'static str),
+    /// Just past the closing tag: the blank lines that usually follow it are dropped.
+    Closed,
     /// Past the reasoning (or there was none): everything is text.
     Text,
 }
@@ -42,6 +44,13 @@ impl ThinkSplitter {
                     out.text.push_str(&std::mem::take(&mut self.pending));
                     return out;
                 }
+                State::Closed => {
+                    self.pending = self.pending.trim_start_matches(['\n', '\r']).to_string();
+                    if self.pending.is_empty() {
+                        return out;
+                    }
+                    self.state = State::Text;
+                }
                 State::Start => {
                     let trimmed = self.pending.trim_start();
                     if let Some((open, close)) =
@@ -59,11 +68,8 @@ impl ThinkSplitter {
                 State::Inside(close) => {
                     if let Some(at) = self.pending.find(close) {
                         out.reasoning.push_str(&self.pending[..at]);
-                        // The answer usually follows the tag after a blank line.
-                        self.pending = self.pending[at + close.len()..]
-                            .trim_start_matches(['\n', '\r'])
-                            .to_string();
-                        self.state = State::Text;
+                        self.pending = self.pending[at + close.len()..].to_string();
+                        self.state = State::Closed;
                     } else {
                         // Keep back a tail that may be the start of the closing tag.
                         let keep = partial_suffix(&self.pending, close);
@@ -85,7 +91,7 @@ impl ThinkSplitter {
                 reasoning: pending,
                 text: String::new(),
             },
-            State::Start | State::Text => Split {
+            State::Start | State::Closed | State::Text => Split {
                 reasoning: String::new(),
                 text: pending,
             },
