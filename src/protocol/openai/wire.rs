@@ -18,7 +18,10 @@ pub enum OrUnknown<T> {
 
 /// A message's `content`: a string or an array of parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged, expecting = "'content' must be a string or an array of parts")]
+#[serde(
+    untagged,
+    expecting = "'content' must be a string or an array of parts"
+)]
 pub enum Content {
     Text(String),
     Parts(Vec<OrUnknown<ContentPart>>),
