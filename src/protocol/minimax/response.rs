@@ -8,7 +8,9 @@ use super::think::split_content;
 use super::MiniMaxError;
 use crate::protocol::canonical::{ChatResponse, Choice, FinishReason, Part};
 use crate::protocol::openai::wire::{content_text, Completion, Content, ResponseMessage};
-use crate::protocol::openai::{finish_for, message_parts, reasoning_parts, usage_from};
+use crate::protocol::openai::{
+    finish_for, message_of_error, message_parts, reasoning_parts, status_of_error, usage_from,
+};
 use crate::protocol::DecodeError;
 
 /// Decodes a MiniMax body (any HTTP status): `base_resp` errors first, then the completion.
@@ -20,6 +22,13 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, MiniMaxError> {
     }
     let wire = Completion::deserialize(&value)
         .map_err(|e| DecodeError(format!("not a MiniMax chat completion: {e}")))?;
+    // The OpenAI-compatible endpoints answer errors in OpenAI's envelope.
+    if let Some(error) = &wire.error {
+        return Err(MiniMaxError::Upstream {
+            status: status_of_error(error),
+            message: message_of_error(error),
+        });
+    }
     // The output was blocked by moderation (the visible text is then a placeholder).
     let filtered = value.get("output_sensitive").and_then(Value::as_bool) == Some(true);
     let choices = wire

@@ -19,6 +19,7 @@ pub mod wire;
 pub(crate) mod codec_tests;
 
 pub use error::{error_payload, error_type_for_status};
+pub(crate) use error::{message_of_error, status_of_error};
 pub use request_decode::decode_request;
 pub use request_encode::encode_request;
 pub(crate) use request_encode::{build_request, ReasoningReplay};

@@ -166,7 +166,9 @@ fn delta_events(
             }
         }
     }
-    let text = delta.content.as_ref().map(content_text).unwrap_or_default();
+    let mut text = delta.content.as_ref().map(content_text).unwrap_or_default();
+    // A refusal streams in its own field; it is visible text all the same.
+    text.push_str(delta.refusal.as_deref().unwrap_or(""));
     if !text.is_empty() {
         out.push(StreamEvent::TextDelta { choice, text });
     }

@@ -118,3 +118,14 @@ proptest! {
         let _ = decode_response(body.to_string().as_bytes());
     }
 }
+
+#[test]
+fn an_openai_style_error_body_is_an_upstream_error() {
+    let body = json!({"error": {"message": "invalid function arguments json string", "type": "invalid_request_error", "code": "2013"}});
+    let error = decode_response(body.to_string().as_bytes()).expect_err("error");
+    assert_eq!(error.status(), 400);
+    assert!(
+        error.to_string().contains("invalid function arguments"),
+        "{error}"
+    );
+}

@@ -325,3 +325,14 @@ fn each_choice_opens_with_its_role_chunk() {
         .count();
     assert_eq!(finishes, 2);
 }
+
+#[test]
+fn a_streamed_refusal_is_visible_text() {
+    let text = transcript(&[json!({"id": "c", "model": "m", "choices": [{"index": 0,
+        "delta": {"refusal": "I can't help with that."}, "finish_reason": null}]})]);
+    let events = decode_every_split(OpenAiStreamDecoder::new, &text);
+    assert!(events.contains(&StreamEvent::TextDelta {
+        choice: 0,
+        text: "I can't help with that.".into()
+    }));
+}
