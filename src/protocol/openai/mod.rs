@@ -13,6 +13,7 @@ mod request_encode;
 mod response;
 mod stream_decode;
 mod stream_encode;
+mod tools;
 pub mod wire;
 
 #[cfg(test)]

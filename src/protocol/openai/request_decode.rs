@@ -12,13 +12,14 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::tools::{decode_tool_choice, decode_tools};
 use super::wire::{
     AssistantMessage, Content, ContentPart, OrUnknown, RequestMessage, ResponseFormat, Stop,
-    StreamOptions, ThinkingBlock, ToolCall, ToolChoice, ToolDef,
+    StreamOptions, ThinkingBlock, ToolCall, ToolChoice,
 };
 use crate::protocol::canonical::{
     self, ChatRequest, ImageSource, InvalidRequest, Message, Part, ReasoningConfig, Role,
-    SystemBlock, Tool,
+    SystemBlock,
 };
 
 /// Decodes a client's chat-completions body into the canonical request.
@@ -351,58 +352,5 @@ fn tool_call_part(call: &ToolCall, at: &str) -> Result<Part, InvalidRequest> {
         }),
         (None, _) => Err(invalid(format!("'{at}.id' is required."), at)),
         (_, None) => Err(invalid(format!("'{at}.function.name' is required."), at)),
-    }
-}
-
-fn decode_tools(tools: Vec<ToolDef>) -> Result<Vec<Tool>, InvalidRequest> {
-    let mut out = Vec::new();
-    for (i, tool) in tools.into_iter().enumerate() {
-        let at = format!("tools[{i}]");
-        if tool.kind != "function" {
-            return Err(invalid(
-                format!(
-                    "'{at}.type' '{}' is not supported; only 'function' tools are.",
-                    tool.kind
-                ),
-                &at,
-            ));
-        }
-        let function = tool
-            .function
-            .ok_or_else(|| invalid(format!("'{at}.function' is required."), &at))?;
-        out.push(Tool {
-            name: function.name,
-            description: function.description,
-            parameters: function.parameters,
-            strict: function.strict,
-        });
-    }
-    Ok(out)
-}
-
-fn decode_tool_choice(choice: ToolChoice) -> Result<canonical::ToolChoice, InvalidRequest> {
-    let bad = || {
-        invalid(
-            "'tool_choice' must be 'none', 'auto', 'required' or a named function.".into(),
-            "tool_choice",
-        )
-    };
-    match choice {
-        ToolChoice::Mode(mode) => match mode.as_str() {
-            "none" => Ok(canonical::ToolChoice::None),
-            "auto" => Ok(canonical::ToolChoice::Auto),
-            "required" => Ok(canonical::ToolChoice::Required),
-            _ => Err(bad()),
-        },
-        ToolChoice::Named(named) if named.kind == "function" => {
-            Ok(canonical::ToolChoice::Named(named.function.name))
-        }
-        // `allowed_tools` narrows the set; the canonical model keeps every tool, so it is Auto.
-        ToolChoice::Other(object)
-            if object.get("type").and_then(Value::as_str) == Some("allowed_tools") =>
-        {
-            Ok(canonical::ToolChoice::Auto)
-        }
-        _ => Err(bad()),
     }
 }

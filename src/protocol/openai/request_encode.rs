@@ -7,11 +7,11 @@
 
 use serde_json::{json, Map, Value};
 
+use super::tools::{encode_tool, encode_tool_choice};
 use super::wire::{
     Arguments, AssistantMessage, ChatCompletionRequest, Content, ContentPart, FunctionCall,
-    FunctionDef, FunctionName, ImageUrl, JsonSchema, NamedToolChoice, OrUnknown, RequestMessage,
-    ResponseFormat, Stop, StreamOptions, SystemMessage, ToolCall, ToolChoice, ToolDef, ToolMessage,
-    UserMessage,
+    ImageUrl, JsonSchema, OrUnknown, RequestMessage, ResponseFormat, Stop, StreamOptions,
+    SystemMessage, ToolCall, ToolMessage, UserMessage,
 };
 use crate::protocol::canonical::{
     self, ChatRequest, ImageSource, InvalidRequest, Message, Part, ReasoningConfig, Role,
@@ -219,30 +219,6 @@ fn encode_assistant(message: &Message, replay: ReasoningReplay) -> Option<Reques
         }
     }
     Some(RequestMessage::Assistant(assistant))
-}
-
-fn encode_tool(tool: &canonical::Tool) -> ToolDef {
-    ToolDef {
-        kind: "function".into(),
-        function: Some(FunctionDef {
-            name: tool.name.clone(),
-            description: tool.description.clone(),
-            parameters: tool.parameters.clone(),
-            strict: tool.strict,
-        }),
-    }
-}
-
-fn encode_tool_choice(choice: &canonical::ToolChoice) -> ToolChoice {
-    match choice {
-        canonical::ToolChoice::Auto => ToolChoice::Mode("auto".into()),
-        canonical::ToolChoice::None => ToolChoice::Mode("none".into()),
-        canonical::ToolChoice::Required => ToolChoice::Mode("required".into()),
-        canonical::ToolChoice::Named(name) => ToolChoice::Named(NamedToolChoice {
-            kind: "function".into(),
-            function: FunctionName { name: name.clone() },
-        }),
-    }
 }
 
 fn encode_response_format(format: &canonical::ResponseFormat) -> ResponseFormat {
