@@ -265,6 +265,7 @@ fn assistant_parts(message: &AssistantMessage, at: &str) -> Result<Vec<Part>, In
                     }
                 }
             }
+            fill_streamed_thinking(&mut parts, message.reasoning_content.as_deref());
         }
         _ => {
             if let Some(text) = message
@@ -313,6 +314,24 @@ fn assistant_parts(message: &AssistantMessage, at: &str) -> Result<Vec<Part>, In
         parts.push(tool_call_part(call, &format!("{at}.tool_calls[{k}]"))?);
     }
     Ok(parts)
+}
+
+/// A client that rebuilt the turn from our stream has the text in `reasoning_content` and the
+/// signature in a `thinking_blocks` entry with empty `thinking` (that is how the stream encoder
+/// sends a signature). With exactly one thinking block the text can only be its own; an empty
+/// `reasoning_content` means the thinking really was omitted (`display:"omitted"`).
+fn fill_streamed_thinking(parts: &mut [Part], reasoning_content: Option<&str>) {
+    let Some(content) = reasoning_content.filter(|t| !t.is_empty()) else {
+        return;
+    };
+    let mut thinking = parts
+        .iter_mut()
+        .filter(|p| matches!(p, Part::Reasoning { redacted: None, .. }));
+    if let (Some(Part::Reasoning { text, .. }), None) = (thinking.next(), thinking.next()) {
+        if text.is_empty() {
+            *text = content.to_string();
+        }
+    }
 }
 
 /// A thinking block of the `thinking_blocks` extension as canonical reasoning.

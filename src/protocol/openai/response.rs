@@ -150,7 +150,9 @@ pub fn finish_reason_str(reason: &FinishReason) -> &'static str {
     }
 }
 
-/// Encodes the canonical response as an OpenAI chat-completion body.
+/// Encodes the canonical response as an OpenAI chat-completion body. The request is not needed
+/// by OpenAI (every choice and field comes from the response); it is taken for the shape every
+/// dialect shares.
 pub fn encode_response(resp: &ChatResponse, _req: &ChatRequest) -> Value {
     let choices: Vec<Value> = resp.choices.iter().map(encode_choice).collect();
     json!({

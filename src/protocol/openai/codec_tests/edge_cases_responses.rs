@@ -218,3 +218,22 @@ fn reason_passthrough_every_reason_maps_into_openais_set() {
         assert_eq!(decoded.choices[0].finish, Some(expected), "{upstream}");
     }
 }
+
+#[test]
+fn thinking_replay_after_a_stream_joins_text_and_signature() {
+    // What a client rebuilt from our stream: text in reasoning_content, the signature in a
+    // thinking block whose own text is empty.
+    let request = decode(json!({"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello", "reasoning_content": "Greet back.",
+         "thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "sig-1"},
+                             {"type": "redacted_thinking", "data": "opaque"}]}]}));
+    assert_eq!(
+        request.messages[1].parts[0],
+        Part::Reasoning {
+            text: "Greet back.".into(),
+            signature: Some("sig-1".into()),
+            redacted: None
+        }
+    );
+}
