@@ -13,6 +13,7 @@
 pub mod anthropic;
 pub mod canonical;
 pub mod dashscope;
+pub mod minimax;
 pub mod openai;
 pub mod sse;
 

@@ -1,7 +1,35 @@
-//! OpenAI Chat Completions wire types and helpers (protocols.md §1). Pure: no I/O.
+//! OpenAI Chat Completions (protocols.md §1): the canonical codec (request, response, stream,
+//! both directions) and the passthrough helpers the gateway uses when client and upstream both
+//! speak OpenAI. Pure: no I/O.
 //!
-//! Requests stay `serde_json::Value` on the way through so that fields this gateway does not know
+//! For passthrough, requests stay `serde_json::Value` so that fields this gateway does not know
 //! reach an OpenAI-compatible upstream unchanged; only what the gateway needs is read out.
+//! Across dialects, [`decode_request`]/[`encode_request`], [`decode_response`]/[`encode_response`],
+//! [`OpenAiStreamDecoder`] and [`OpenAiStreamEncoder`] go through the canonical model.
+
+mod error;
+mod request_decode;
+mod request_encode;
+mod response;
+mod stream_decode;
+mod stream_encode;
+mod tools;
+pub mod wire;
+
+#[cfg(test)]
+pub(crate) mod codec_tests;
+
+pub use error::{error_payload, error_type_for_status};
+pub(crate) use error::{message_of_error, status_of_error};
+pub use request_decode::decode_request;
+pub use request_encode::encode_request;
+pub(crate) use request_encode::{build_request, ReasoningReplay};
+pub use response::{
+    completion_id, decode_response, encode_response, finish_reason_str, usage_json,
+};
+pub(crate) use response::{finish_for, message_parts, reasoning_parts};
+pub use stream_decode::OpenAiStreamDecoder;
+pub use stream_encode::OpenAiStreamEncoder;
 
 use modelrouter_domain::inference::Usage;
 use serde::Serialize;
