@@ -23,7 +23,7 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest {
         message: String,
-        param: Option<&'static str>,
+        param: Option<String>,
     },
     #[error("Insufficient balance. Top up your account to continue.")]
     InsufficientBalance,
@@ -128,9 +128,9 @@ impl ApiError {
         .unwrap_or_default()
     }
 
-    fn param(&self) -> Option<&'static str> {
+    fn param(&self) -> Option<&str> {
         match self {
-            ApiError::BadRequest { param, .. } => *param,
+            ApiError::BadRequest { param, .. } => param.as_deref(),
             ApiError::ModelNotFound(_) | ApiError::ModelNotAllowed(_) => Some("model"),
             _ => None,
         }

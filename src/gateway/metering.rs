@@ -21,6 +21,8 @@ pub struct Meter {
     pub tenant_id: String,
     pub key_id: String,
     pub model: String,
+    /// The customer protocol: `openai`, `anthropic` or `dashscope`.
+    pub inbound_protocol: &'static str,
     pub stream: bool,
     pub pricing: Pricing,
     pub price_version: u32,
@@ -73,7 +75,7 @@ impl Meter {
             tenant_id: self.tenant_id,
             key_id: self.key_id,
             model: self.model,
-            inbound_protocol: "openai".into(),
+            inbound_protocol: self.inbound_protocol.into(),
             stream: self.stream,
             status: outcome.status,
             usage,

@@ -1,14 +1,18 @@
-//! The HTTP edge of the inference path: auth → scope → allowance → route → upstream → meter.
+//! The HTTP edge of the inference path for all three customer protocols (OpenAI, Anthropic,
+//! DashScope): auth → scope → allowance → route → upstream → meter.
 //!
 //! Architecture invariant: nothing here waits on the database per request. Keys, scopes,
 //! catalog, routes and allowances are in memory; metering is handed to the batched appender.
 
 mod auth;
-mod chat;
+mod count_tokens;
 mod error;
 mod health;
+mod inbound;
 mod metering;
 mod models;
+mod outbound;
+mod pipeline;
 mod relay;
 
 use std::sync::Arc;
@@ -53,7 +57,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::one))
-        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/chat/completions", post(pipeline::openai_chat))
+        .route("/v1/messages", post(pipeline::anthropic_messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens::count_tokens),
+        )
+        .route(
+            "/api/v1/services/aigc/text-generation/generation",
+            post(pipeline::dashscope_generation),
+        )
+        .route(
+            "/api/v1/services/aigc/multimodal-generation/generation",
+            post(pipeline::dashscope_generation),
+        )
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(request_id))

@@ -1,32 +1,43 @@
-//! Relaying an OpenAI-style SSE stream chunk by chunk: each upstream event is rewritten (public
-//! model name, usage chunk dropped unless the client asked for it) and flushed at once; nothing
-//! is buffered whole. A failure after the first byte goes out in-band as `data: {"error":…}`.
+//! Streaming a response to the client chunk by chunk, never buffering it whole. The upstream's
+//! SSE events go through its dialect's decoder (which always taps usage, first output and
+//! errors); then either through the client dialect's encoder (translation) or, when both sides
+//! speak the same dialect, out as they came with only the model name rewritten (relay). A failure
+//! after the first byte goes out in-band, in the client's framing.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::inbound::Inbound;
 use super::metering::{Meter, Outcome};
 use super::ApiError;
-use crate::protocol::openai::usage_from;
+use crate::protocol::canonical::{StreamError, StreamEvent};
+use crate::protocol::sse::{frame, SseEvent, SseParser};
+use crate::protocol::{StreamDecoder, StreamEncoder};
 use crate::upstream::UpstreamError;
 
-pub struct RelayOptions {
+pub struct StreamPlan {
+    /// The upstream dialect's decoder.
+    pub decoder: Box<dyn StreamDecoder>,
+    /// The client dialect's encoder; `None` relays the upstream's frames as they are.
+    pub encoder: Option<Box<dyn StreamEncoder>>,
+    pub inbound: Inbound,
+    pub request_id: String,
     pub public_model: String,
+    /// Whether an OpenAI client asked for the usage chunk (relay mode drops it otherwise).
     pub include_usage: bool,
     pub idle_timeout: Duration,
 }
 
-/// Starts relaying `upstream` and returns the response body. Metering happens when the stream
-/// ends, whether it completed, broke, or the client went away.
-pub fn relay(upstream: reqwest::Response, options: RelayOptions, meter: Meter) -> Body {
+/// Starts streaming `upstream` and returns the response body. Metering happens when the stream
+/// ends — completed, broken, or abandoned by the client — after the body is closed.
+pub fn relay(upstream: reqwest::Response, plan: StreamPlan, meter: Meter) -> Body {
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(pump(upstream, options, meter, sender));
+    tokio::spawn(pump(upstream, plan, meter, sender));
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver
             .recv()
@@ -36,114 +47,185 @@ pub fn relay(upstream: reqwest::Response, options: RelayOptions, meter: Meter) -
     Body::from_stream(stream)
 }
 
-fn frame(payload: &Value) -> Bytes {
-    Bytes::from(format!("data: {payload}\n\n"))
+/// What the stream has told about the call so far.
+struct Tally {
+    outcome: Outcome,
+    started: std::time::Instant,
 }
 
-/// Characters of visible output in a chunk (content, reasoning, tool arguments).
-fn output_chars(chunk: &Value) -> u64 {
-    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
-        return 0;
-    };
-    let mut chars = 0;
-    for delta in choices.iter().filter_map(|c| c.get("delta")) {
-        for field in ["content", "reasoning_content", "refusal"] {
-            if let Some(text) = delta.get(field).and_then(Value::as_str) {
-                chars += text.chars().count() as u64;
-            }
-        }
-        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-            for call in calls {
-                if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str) {
-                    chars += args.chars().count() as u64;
+impl Tally {
+    fn note(&mut self, events: &[StreamEvent]) {
+        for event in events {
+            let chars = match event {
+                StreamEvent::TextDelta { text, .. } | StreamEvent::ReasoningDelta { text, .. } => {
+                    text.chars().count() as u64
+                }
+                StreamEvent::ToolCallDelta { arguments, .. } => arguments.chars().count() as u64,
+                StreamEvent::ToolCallStart { name, .. } => name.chars().count() as u64,
+                StreamEvent::Usage(usage) => {
+                    self.outcome
+                        .usage
+                        .get_or_insert_with(Default::default)
+                        .merge(usage);
+                    0
+                }
+                StreamEvent::Error(error) => {
+                    self.outcome.status = error.status;
+                    0
+                }
+                _ => 0,
+            };
+            if chars > 0 {
+                self.outcome.delivered_chars += chars;
+                if self.outcome.ttft_ms.is_none() {
+                    self.outcome.ttft_ms = Some(self.started.elapsed().as_millis() as u64);
                 }
             }
         }
     }
-    chars
 }
 
 async fn pump(
     upstream: reqwest::Response,
-    options: RelayOptions,
+    mut plan: StreamPlan,
     meter: Meter,
     sender: mpsc::Sender<Bytes>,
 ) {
-    let started = meter.started;
-    let mut events = upstream.bytes_stream().eventsource();
-    let mut outcome = Outcome {
-        status: 200,
-        usage: None,
-        delivered_chars: 0,
-        ttft_ms: None,
+    let mut tally = Tally {
+        outcome: Outcome {
+            status: 200,
+            usage: None,
+            delivered_chars: 0,
+            ttft_ms: None,
+        },
+        started: meter.started,
     };
-    loop {
-        let next = tokio::time::timeout(options.idle_timeout, events.next()).await;
-        let failure = match next {
-            Err(_) => Some(ApiError::Upstream(UpstreamError::Timeout)),
+    let mut bytes = upstream.bytes_stream();
+    let mut parser = SseParser::new();
+    let mut client_gone = false;
+    let mut failure: Option<ApiError> = None;
+    'read: loop {
+        let chunk = match tokio::time::timeout(plan.idle_timeout, bytes.next()).await {
+            Err(_) => {
+                failure = Some(ApiError::Upstream(UpstreamError::Timeout));
+                break;
+            }
             Ok(None) => break,
             Ok(Some(Err(error))) => {
                 tracing::warn!(%error, "upstream stream broke");
-                Some(ApiError::Upstream(UpstreamError::Transport(
+                failure = Some(ApiError::Upstream(UpstreamError::Transport(
                     "stream interrupted".into(),
-                )))
+                )));
+                break;
             }
-            Ok(Some(Ok(event))) => {
-                if event.data.trim() == "[DONE]" {
-                    if sender
-                        .send(Bytes::from_static(b"data: [DONE]\n\n"))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                    continue;
-                }
-                let Ok(mut chunk) = serde_json::from_str::<Value>(&event.data) else {
-                    continue;
-                };
-                if chunk.get("error").is_some() {
-                    Some(ApiError::Upstream(UpstreamError::Status {
-                        status: 502,
-                        message: None,
-                    }))
-                } else {
-                    if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
-                        outcome.usage = usage_from(usage);
-                    }
-                    let chars = output_chars(&chunk);
-                    if chars > 0 && outcome.ttft_ms.is_none() {
-                        outcome.ttft_ms = Some(started.elapsed().as_millis() as u64);
-                    }
-                    let usage_only = chunk
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(Vec::is_empty);
-                    if usage_only && !options.include_usage {
-                        continue;
-                    }
-                    if let Value::Object(map) = &mut chunk {
-                        map.insert("model".into(), Value::String(options.public_model.clone()));
-                        if !options.include_usage {
-                            map.remove("usage");
-                        }
-                    }
-                    if sender.send(frame(&chunk)).await.is_err() {
-                        // The client went away: stop reading, which closes the upstream call.
-                        break;
-                    }
-                    outcome.delivered_chars += chars;
-                    None
-                }
-            }
+            Ok(Some(Ok(chunk))) => chunk,
         };
-        if let Some(error) = failure {
-            outcome.status = error.status().as_u16();
-            let _ = sender.send(frame(&error.to_json())).await;
-            break;
+        for event in parser.feed(&chunk) {
+            let frames = handle_event(&mut plan, &mut tally, &event);
+            for frame in frames {
+                if sender.send(Bytes::from(frame)).await.is_err() {
+                    client_gone = true;
+                    break 'read;
+                }
+            }
+            if tally.outcome.status != 200 || plan.decoder.done() {
+                break 'read;
+            }
+        }
+    }
+    if !client_gone {
+        let mut frames = Vec::new();
+        if let Some(event) = parser.finish().filter(|_| failure.is_none()) {
+            frames.extend(handle_event(&mut plan, &mut tally, &event));
+        }
+        if let Some(error) = &failure {
+            tally.outcome.status = error.status().as_u16();
+            frames.extend(error_frames(&mut plan, error));
+        } else if tally.outcome.status == 200 {
+            let trailing = plan.decoder.finish();
+            tally.note(&trailing);
+            if let Some(encoder) = plan.encoder.as_mut() {
+                frames.extend(trailing.iter().flat_map(|e| encoder.feed(e)));
+                frames.extend(encoder.finish());
+            }
+        }
+        for frame in frames {
+            if sender.send(Bytes::from(frame)).await.is_err() {
+                break;
+            }
         }
     }
     // End the client's body first: metering must never hold a finished stream open.
     drop(sender);
-    meter.finish(outcome).await;
+    meter.finish(tally.outcome).await;
+}
+
+/// Decodes one upstream event and returns the frames to send for it.
+fn handle_event(plan: &mut StreamPlan, tally: &mut Tally, event: &SseEvent) -> Vec<String> {
+    let events = plan.decoder.feed(event);
+    tally.note(&events);
+    if let Some(encoder) = plan.encoder.as_mut() {
+        return events.iter().flat_map(|e| encoder.feed(e)).collect();
+    }
+    // Relay: an upstream error is rebuilt in the client's envelope, never forwarded raw.
+    if let Some(StreamEvent::Error(error)) =
+        events.iter().find(|e| matches!(e, StreamEvent::Error(_)))
+    {
+        let api = ApiError::Upstream(UpstreamError::Status {
+            status: error.status,
+            message: None,
+        });
+        return vec![plan.inbound.stream_error_frame(&api, &plan.request_id)];
+    }
+    relay_frame(plan, event).into_iter().collect()
+}
+
+fn error_frames(plan: &mut StreamPlan, error: &ApiError) -> Vec<String> {
+    match plan.encoder.as_mut() {
+        Some(encoder) => encoder.feed(&StreamEvent::Error(StreamError {
+            status: error.status().as_u16(),
+            message: error.to_string(),
+        })),
+        None => vec![plan.inbound.stream_error_frame(error, &plan.request_id)],
+    }
+}
+
+/// A same-dialect frame as the client should see it: the public model name, and (OpenAI) the
+/// usage chunk only when the client asked for it.
+fn relay_frame(plan: &StreamPlan, event: &SseEvent) -> Option<String> {
+    match plan.inbound {
+        Inbound::OpenAi => {
+            if event.data.trim() == "[DONE]" {
+                return Some("data: [DONE]\n\n".into());
+            }
+            let mut chunk: Value = serde_json::from_str(&event.data).ok()?;
+            let usage_only = chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            if usage_only && !plan.include_usage {
+                return None;
+            }
+            if let Value::Object(map) = &mut chunk {
+                map.insert("model".into(), Value::String(plan.public_model.clone()));
+                if !plan.include_usage {
+                    map.remove("usage");
+                }
+            }
+            Some(format!("data: {chunk}\n\n"))
+        }
+        Inbound::Anthropic => {
+            let mut event = event.clone();
+            if event.event.as_deref() == Some("message_start") {
+                if let Ok(mut data) = serde_json::from_str::<Value>(&event.data) {
+                    if let Some(message) = data.get_mut("message").and_then(Value::as_object_mut) {
+                        message.insert("model".into(), Value::String(plan.public_model.clone()));
+                    }
+                    event.data = data.to_string();
+                }
+            }
+            Some(frame(&event, true))
+        }
+        Inbound::DashScope(_) => Some(frame(event, false)),
+    }
 }
