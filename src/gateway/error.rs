@@ -41,14 +41,16 @@ pub enum ApiError {
 
 fn upstream_message(error: &UpstreamError) -> String {
     match error {
+        UpstreamError::Status { status: 429, .. } => {
+            "The upstream model is rate limited; retry shortly.".into()
+        }
+        // A 4xx tells the caller what to fix (e.g. a context too long): keep its words, in
+        // the caller's envelope; never the upstream's body.
         UpstreamError::Status {
             status,
             message: Some(message),
         } if *status < 500 => format!("The upstream refused the request: {message}"),
         UpstreamError::Timeout => "The upstream model did not answer in time.".into(),
-        UpstreamError::Status { status: 429, .. } => {
-            "The upstream model is rate limited; retry shortly.".into()
-        }
         _ => "The upstream model failed to answer.".into(),
     }
 }

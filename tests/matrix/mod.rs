@@ -1,0 +1,318 @@
+//! What a client of each customer protocol sends and reads, for the protocol matrix tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use serde_json::{json, Value};
+
+use crate::common::Env;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    OpenAi,
+    Anthropic,
+    DashScope,
+}
+
+pub const CLIENTS: [Client; 3] = [Client::OpenAi, Client::Anthropic, Client::DashScope];
+/// One public model per upstream protocol (see `matrix_catalog`).
+pub const UPSTREAMS: [&str; 4] = [
+    "via-openai",
+    "via-anthropic",
+    "via-dashscope",
+    "via-minimax",
+];
+
+pub fn matrix_catalog(mock: std::net::SocketAddr) -> String {
+    let provider = |id: &str, protocol: &str, base: &str| {
+        format!(
+            "[[providers]]\nid = \"{id}\"\nprotocol = \"{protocol}\"\nbase_url = \"http://{mock}{base}\"\nregion = \"local\"\napi_key = \"{}\"\n\n",
+            crate::common::UPSTREAM_CREDENTIAL
+        )
+    };
+    let model = |name: &str, provider: &str| {
+        format!(
+            "[[models]]\nname = \"{name}\"\ndisplay_name = \"{name}\"\ninput_price = 1_000_000\noutput_price = 2_000_000\ncached_input_price = 500_000\n\n[[routes]]\nmodel = \"{name}\"\nmax_attempts = 1\ndeployments = [ {{ provider = \"{provider}\", upstream_model = \"up-{name}\", weight = 1, priority = 0 }} ]\n\n"
+        )
+    };
+    let mut text = String::new();
+    text += &provider("p-openai", "openai", "/v1");
+    text += &provider("p-anthropic", "anthropic", "");
+    text += &provider("p-dashscope", "dashscope", "/api/v1");
+    text += &provider("p-minimax", "minimax", "/v1");
+    text += &model("via-openai", "p-openai");
+    text += &model("via-anthropic", "p-anthropic");
+    text += &model("via-dashscope", "p-dashscope");
+    text += &model("via-minimax", "p-minimax");
+    text
+}
+
+fn weather_tool_openai() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+}
+
+/// What a client read back, in protocol-neutral terms.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Reading {
+    pub status: u16,
+    pub text: String,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub tool_name: Option<String>,
+    pub tool_arguments: Option<Value>,
+    /// The error's type/code in the client's envelope.
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub finish: Option<String>,
+}
+
+pub async fn call(
+    env: &Env,
+    client: Client,
+    key: &str,
+    model: &str,
+    text: &str,
+    stream: bool,
+    tools: bool,
+) -> Reading {
+    let http = &env.http;
+    let (url, body, mut request) = match client {
+        Client::OpenAi => {
+            let mut body = json!({"model": model, "messages": [{"role": "user", "content": text}]});
+            if stream {
+                body["stream"] = json!(true);
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            if tools {
+                body["tools"] = weather_tool_openai();
+            }
+            let url = env.url("/v1/chat/completions");
+            let request = http.post(&url).bearer_auth(key);
+            (url, body, request)
+        }
+        Client::Anthropic => {
+            let mut body = json!({"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": text}]});
+            if stream {
+                body["stream"] = json!(true);
+            }
+            if tools {
+                body["tools"] = json!([{"name": "get_weather", "description": "Weather by city",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+            }
+            let url = env.url("/v1/messages");
+            let request = http
+                .post(&url)
+                .header("x-api-key", key)
+                .header("anthropic-version", "2023-06-01");
+            (url, body, request)
+        }
+        Client::DashScope => {
+            let mut body = json!({"model": model, "input": {"messages": [{"role": "user", "content": text}]},
+                "parameters": {"result_format": "message", "incremental_output": true}});
+            if tools {
+                body["parameters"]["tools"] = weather_tool_openai();
+            }
+            let url = env.url("/api/v1/services/aigc/text-generation/generation");
+            let mut request = http.post(&url).bearer_auth(key);
+            if stream {
+                request = request.header("X-DashScope-SSE", "enable");
+            }
+            (url, body, request)
+        }
+    };
+    let _ = url;
+    request = request.json(&body);
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let raw = response.text().await.unwrap();
+    let mut reading = Reading {
+        status,
+        ..Reading::default()
+    };
+    if content_type.starts_with("text/event-stream") {
+        read_stream(client, &raw, &mut reading);
+    } else {
+        let value: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        read_whole(client, &value, &mut reading);
+    }
+    reading
+}
+
+fn read_error(client: Client, value: &Value, reading: &mut Reading) -> bool {
+    let (kind, message) = match client {
+        Client::OpenAi | Client::Anthropic => (
+            value.pointer("/error/type"),
+            value.pointer("/error/message"),
+        ),
+        Client::DashScope => (value.get("code"), value.get("message")),
+    };
+    if let (Some(kind), Some(message)) = (
+        kind.and_then(Value::as_str),
+        message.and_then(Value::as_str),
+    ) {
+        reading.error_kind = Some(kind.to_string());
+        reading.error_message = Some(message.to_string());
+        return true;
+    }
+    false
+}
+
+fn read_whole(client: Client, value: &Value, reading: &mut Reading) {
+    if read_error(client, value, reading) {
+        return;
+    }
+    match client {
+        Client::OpenAi => {
+            let message = &value["choices"][0]["message"];
+            reading.text = message["content"].as_str().unwrap_or("").to_string();
+            reading.input_tokens = value["usage"]["prompt_tokens"].as_u64();
+            reading.output_tokens = value["usage"]["completion_tokens"].as_u64();
+            reading.finish = value["choices"][0]["finish_reason"]
+                .as_str()
+                .map(str::to_string);
+            if let Some(call) = message["tool_calls"].get(0) {
+                reading.tool_name = call["function"]["name"].as_str().map(str::to_string);
+                reading.tool_arguments = call["function"]["arguments"]
+                    .as_str()
+                    .and_then(|a| serde_json::from_str(a).ok());
+            }
+        }
+        Client::Anthropic => {
+            for block in value["content"].as_array().into_iter().flatten() {
+                match block["type"].as_str() {
+                    Some("text") => reading.text.push_str(block["text"].as_str().unwrap_or("")),
+                    Some("tool_use") => {
+                        reading.tool_name = block["name"].as_str().map(str::to_string);
+                        reading.tool_arguments = Some(block["input"].clone());
+                    }
+                    _ => {}
+                }
+            }
+            let usage = &value["usage"];
+            reading.input_tokens = usage["input_tokens"].as_u64().map(|i| {
+                i + usage["cache_read_input_tokens"].as_u64().unwrap_or(0)
+                    + usage["cache_creation_input_tokens"].as_u64().unwrap_or(0)
+            });
+            reading.output_tokens = usage["output_tokens"].as_u64();
+            reading.finish = value["stop_reason"].as_str().map(str::to_string);
+        }
+        Client::DashScope => {
+            let choice = &value["output"]["choices"][0];
+            reading.text = choice["message"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            reading.input_tokens = value["usage"]["input_tokens"].as_u64();
+            reading.output_tokens = value["usage"]["output_tokens"].as_u64();
+            reading.finish = choice["finish_reason"].as_str().map(str::to_string);
+            if let Some(call) = choice["message"]["tool_calls"].get(0) {
+                reading.tool_name = call["function"]["name"].as_str().map(str::to_string);
+                reading.tool_arguments = call["function"]["arguments"]
+                    .as_str()
+                    .and_then(|a| serde_json::from_str(a).ok());
+            }
+        }
+    }
+}
+
+/// (event name, data) of every frame.
+pub fn frames(raw: &str) -> Vec<(Option<String>, String)> {
+    let mut parser = modelrouter::protocol::sse::SseParser::new();
+    let mut events = parser.feed(raw.as_bytes());
+    events.extend(parser.finish());
+    events.into_iter().map(|e| (e.event, e.data)).collect()
+}
+
+fn read_stream(client: Client, raw: &str, reading: &mut Reading) {
+    let mut arguments = String::new();
+    for (event, data) in frames(raw) {
+        if data.trim() == "[DONE]" {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+        if event.as_deref() == Some("error")
+            || value.get("error").is_some() && client != Client::DashScope
+        {
+            read_error(client, &value, reading);
+            continue;
+        }
+        match client {
+            Client::OpenAi => {
+                let delta = &value["choices"][0]["delta"];
+                reading
+                    .text
+                    .push_str(delta["content"].as_str().unwrap_or(""));
+                if let Some(call) = delta["tool_calls"].get(0) {
+                    if let Some(name) = call["function"]["name"].as_str() {
+                        reading.tool_name = Some(name.to_string());
+                    }
+                    arguments.push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+                }
+                if let Some(reason) = value["choices"][0]["finish_reason"].as_str() {
+                    reading.finish = Some(reason.to_string());
+                }
+                if value["usage"].is_object() {
+                    reading.input_tokens = value["usage"]["prompt_tokens"].as_u64();
+                    reading.output_tokens = value["usage"]["completion_tokens"].as_u64();
+                }
+            }
+            Client::Anthropic => match value["type"].as_str() {
+                Some("message_start") => {
+                    let usage = &value["message"]["usage"];
+                    reading.input_tokens = usage["input_tokens"].as_u64();
+                }
+                Some("content_block_start") if value["content_block"]["type"] == "tool_use" => {
+                    reading.tool_name = value["content_block"]["name"].as_str().map(str::to_string);
+                }
+                Some("content_block_delta") => {
+                    let delta = &value["delta"];
+                    reading.text.push_str(delta["text"].as_str().unwrap_or(""));
+                    arguments.push_str(delta["partial_json"].as_str().unwrap_or(""));
+                }
+                Some("message_delta") => {
+                    let usage = &value["usage"];
+                    if let Some(input) = usage["input_tokens"].as_u64() {
+                        reading.input_tokens =
+                            Some(input + usage["cache_read_input_tokens"].as_u64().unwrap_or(0));
+                    }
+                    reading.output_tokens = usage["output_tokens"].as_u64();
+                    reading.finish = value["delta"]["stop_reason"].as_str().map(str::to_string);
+                }
+                _ => {}
+            },
+            Client::DashScope => {
+                if event.as_deref() == Some("error") {
+                    continue;
+                }
+                let choice = &value["output"]["choices"][0];
+                reading
+                    .text
+                    .push_str(choice["message"]["content"].as_str().unwrap_or(""));
+                if let Some(call) = choice["message"]["tool_calls"].get(0) {
+                    if let Some(name) = call["function"]["name"].as_str().filter(|n| !n.is_empty())
+                    {
+                        reading.tool_name = Some(name.to_string());
+                    }
+                    arguments.push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+                }
+                if let Some(reason) = choice["finish_reason"].as_str().filter(|r| *r != "null") {
+                    reading.finish = Some(reason.to_string());
+                }
+                reading.input_tokens = value["usage"]["input_tokens"]
+                    .as_u64()
+                    .or(reading.input_tokens);
+                reading.output_tokens = value["usage"]["output_tokens"]
+                    .as_u64()
+                    .or(reading.output_tokens);
+            }
+        }
+    }
+    if !arguments.is_empty() {
+        reading.tool_arguments = serde_json::from_str(&arguments).ok();
+    }
+}
