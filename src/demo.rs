@@ -45,25 +45,42 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
         cache_write_price: None,
         max_output_tokens: None,
     };
+    let provider = |id: &str, protocol: UpstreamProtocol, base: &str| ProviderSpec {
+        id: id.into(),
+        protocol,
+        base_url: format!("http://{mock}{base}"),
+        region: "local".into(),
+        api_key: Some("sk-demo-upstream-credential".into()),
+        enabled: true,
+    };
+    // One model per upstream protocol, all served by the built-in mock.
+    let served: [(&str, &str); 5] = [
+        (DEMO_MODEL, "demo-openai"),
+        ("demo-mini", "demo-openai"),
+        ("demo-claude", "demo-anthropic"),
+        ("demo-qwen", "demo-dashscope"),
+        ("demo-minimax", "demo-minimax"),
+    ];
     ImportFile {
-        providers: vec![ProviderSpec {
-            id: "demo-mock".into(),
-            protocol: UpstreamProtocol::Openai,
-            base_url: format!("http://{mock}/v1"),
-            region: "local".into(),
-            api_key: Some("sk-demo-upstream-credential".into()),
-            enabled: true,
-        }],
+        providers: vec![
+            provider("demo-openai", UpstreamProtocol::Openai, "/v1"),
+            provider("demo-anthropic", UpstreamProtocol::Anthropic, ""),
+            provider("demo-dashscope", UpstreamProtocol::Dashscope, "/api/v1"),
+            provider("demo-minimax", UpstreamProtocol::Minimax, "/v1"),
+        ],
         models: vec![
             model(DEMO_MODEL, "Demo GPT", 2_000_000, 8_000_000),
             model("demo-mini", "Demo Mini", 150_000, 600_000),
+            model("demo-claude", "Demo Claude", 3_000_000, 15_000_000),
+            model("demo-qwen", "Demo Qwen", 400_000, 1_200_000),
+            model("demo-minimax", "Demo MiniMax", 300_000, 1_200_000),
         ],
-        routes: [DEMO_MODEL, "demo-mini"]
+        routes: served
             .iter()
-            .map(|name| RouteSpec {
+            .map(|(name, provider)| RouteSpec {
                 model: (*name).into(),
                 deployments: vec![DeploymentSpec {
-                    provider: "demo-mock".into(),
+                    provider: (*provider).into(),
                     upstream_model: format!("mock-{name}"),
                     weight: 100,
                     priority: 0,

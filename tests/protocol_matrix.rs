@@ -237,3 +237,55 @@ async fn errors_come_back_in_the_callers_envelope_in_every_combination() {
         failures.join("\n")
     );
 }
+
+#[tokio::test]
+async fn the_model_list_answers_in_the_anthropic_shape_when_asked() {
+    let env = matrix_env().await;
+    let anthropic: serde_json::Value = env
+        .http
+        .get(env.url("/v1/models"))
+        .header("x-api-key", KEY_AUTO)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let data = anthropic["data"].as_array().unwrap();
+    assert!(
+        data.iter()
+            .all(|m| m["type"] == "model" && m["created_at"].is_string()),
+        "{anthropic}"
+    );
+    let claude = data.iter().find(|m| m["id"] == "via-anthropic").unwrap();
+    assert_eq!(claude["display_name"], "via-anthropic");
+    assert_eq!(anthropic["has_more"], false);
+    assert_eq!(anthropic["first_id"], data[0]["id"]);
+
+    let openai: serde_json::Value = env
+        .http
+        .get(env.url("/v1/models"))
+        .bearer_auth(KEY_AUTO)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openai["object"], "list");
+
+    let denied = env
+        .http
+        .get(env.url("/v1/models"))
+        .header("x-api-key", "sk-mr-wrong-key-000000000000000")
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let body: serde_json::Value = denied.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    env.finish().await;
+}

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use modelrouter_projections::live::{LiveView, ModelEntry};
 use serde_json::{json, Value};
@@ -27,31 +28,69 @@ fn visible(view: &LiveView) -> impl Iterator<Item = (&String, &ModelEntry)> {
         .filter(|(name, model)| !model.retired && view.routes.contains_key(*name))
 }
 
-pub async fn list(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+/// Anthropic's model object (`GET /v1/models` with an `anthropic-version` header).
+fn anthropic_model_json(name: &str, model: &ModelEntry) -> Value {
+    let created = chrono::DateTime::from_timestamp(model.created, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    json!({
+        "type": "model",
+        "id": name,
+        "display_name": model.details.display_name,
+        "created_at": created,
+    })
+}
+
+fn wants_anthropic(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+}
+
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let anthropic = wants_anthropic(&headers);
     let view = state.live.view();
-    let key = authenticate(&view, &headers)?;
-    let data: Vec<Value> = visible(&view)
-        .filter(|(name, _)| key.scope.allows(name))
-        .map(|(name, model)| model_json(name, model))
-        .collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    let key = match authenticate(&view, &headers) {
+        Ok(key) => key,
+        Err(error) => return error_response(anthropic, &error),
+    };
+    let models = visible(&view).filter(|(name, _)| key.scope.allows(name));
+    if anthropic {
+        let data: Vec<Value> = models.map(|(n, m)| anthropic_model_json(n, m)).collect();
+        let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+        let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+        return Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+            .into_response();
+    }
+    let data: Vec<Value> = models.map(|(n, m)| model_json(n, m)).collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+fn error_response(anthropic: bool, error: &ApiError) -> Response {
+    if anthropic {
+        super::inbound::Inbound::Anthropic.error_response(error, "")
+    } else {
+        super::inbound::Inbound::OpenAi.error_response(error, "")
+    }
 }
 
 pub async fn one(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Response {
+    let anthropic = wants_anthropic(&headers);
     let view = state.live.view();
-    let key = authenticate(&view, &headers)?;
-    let (name, model) = visible(&view)
-        .find(|(name, _)| **name == id)
-        .ok_or_else(|| ApiError::ModelNotFound(id.clone()))?;
-    if !key.scope.allows(name) {
-        return Err(ApiError::ModelNotAllowed(id));
+    let found = authenticate(&view, &headers).and_then(|key| {
+        let (name, model) = visible(&view)
+            .find(|(name, _)| **name == id)
+            .ok_or_else(|| ApiError::ModelNotFound(id.clone()))?;
+        if !key.scope.allows(name) {
+            return Err(ApiError::ModelNotAllowed(id.clone()));
+        }
+        Ok((name, model))
+    });
+    match found {
+        Ok((name, model)) if anthropic => Json(anthropic_model_json(name, model)).into_response(),
+        Ok((name, model)) => Json(model_json(name, model)).into_response(),
+        Err(error) => error_response(anthropic, &error),
     }
-    Ok(Json(model_json(name, model)))
 }
