@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 per_target="${SECONDS_PER_TARGET:-30}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# Seed the corpora with the golden fixtures, so fuzzing starts from realistic inputs.
+mkdir -p corpus/stream_decoders corpus/sse_parser corpus/request_decoders corpus/response_decoders
+cp ../tests/fixtures/*/*.sse corpus/stream_decoders/ 2>/dev/null || true
+cp ../tests/fixtures/*/*.sse corpus/sse_parser/ 2>/dev/null || true
+cp ../tests/fixtures/*/*request*.json corpus/request_decoders/ 2>/dev/null || true
+cp ../tests/fixtures/*/*response*.json corpus/response_decoders/ 2>/dev/null || true
 for target in $(cargo +nightly fuzz list); do
   echo "==> fuzz $target (${per_target}s)"
   cargo +nightly fuzz run "$target" -- -max_total_time="$per_target"
