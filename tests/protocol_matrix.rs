@@ -499,3 +499,233 @@ async fn anthropic_clients_may_use_bearer_and_count_tokens_anywhere() {
     }
     env.finish().await;
 }
+
+/// Reasoning reaches each client in that protocol's reasoning field — never as visible text —
+/// and Claude signatures round-trip where the client can carry them.
+#[tokio::test]
+async fn reasoning_lands_in_each_protocols_reasoning_field_never_in_the_text() {
+    let env = matrix_env().await;
+    let mut failures = Vec::new();
+    for model in UPSTREAMS {
+        let openai: serde_json::Value = env.http.post(env.url("/v1/chat/completions")).bearer_auth(KEY_AUTO)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "Hi [mock:thinking]"}]}))
+            .send().await.unwrap().json().await.unwrap();
+        let message = &openai["choices"][0]["message"];
+        check(
+            &mut failures,
+            message["content"] == "Mock reply to: Hi",
+            format!("openai ← {model}: text {openai}"),
+        );
+        check(
+            &mut failures,
+            message["reasoning_content"] == "Thinking about it.",
+            format!("openai ← {model}: reasoning {openai}"),
+        );
+        if model == "via-anthropic" {
+            let signed = message["thinking_blocks"][0]["signature"] == "sig-mock-1";
+            check(
+                &mut failures,
+                signed,
+                format!("openai ← {model}: signature kept {openai}"),
+            );
+        }
+
+        let anthropic: serde_json::Value = env.http.post(env.url("/v1/messages")).header("x-api-key", KEY_AUTO)
+            .json(&json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "Hi [mock:thinking]"}]}))
+            .send().await.unwrap().json().await.unwrap();
+        let blocks = anthropic["content"].as_array().cloned().unwrap_or_default();
+        check(
+            &mut failures,
+            blocks
+                .first()
+                .map(|b| b["type"] == "thinking" && b["thinking"] == "Thinking about it.")
+                == Some(true),
+            format!("anthropic ← {model}: thinking first {anthropic}"),
+        );
+        let text: String = blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str())
+            .collect();
+        check(
+            &mut failures,
+            text == "Mock reply to: Hi",
+            format!("anthropic ← {model}: text {anthropic}"),
+        );
+        if model == "via-anthropic" {
+            check(
+                &mut failures,
+                blocks[0]["signature"] == "sig-mock-1",
+                format!("anthropic ← {model}: signature {anthropic}"),
+            );
+        }
+
+        let dashscope: serde_json::Value = env.http.post(env.url("/api/v1/services/aigc/text-generation/generation")).bearer_auth(KEY_AUTO)
+            .json(&json!({"model": model, "input": {"messages": [{"role": "user", "content": "Hi [mock:thinking]"}]}, "parameters": {"result_format": "message"}}))
+            .send().await.unwrap().json().await.unwrap();
+        let message = &dashscope["output"]["choices"][0]["message"];
+        check(
+            &mut failures,
+            message["content"] == "Mock reply to: Hi",
+            format!("dashscope ← {model}: text {dashscope}"),
+        );
+        check(
+            &mut failures,
+            message["reasoning_content"] == "Thinking about it.",
+            format!("dashscope ← {model}: reasoning {dashscope}"),
+        );
+    }
+    env.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Cached input tokens are counted once and priced at the cached rate, whichever protocol
+/// reports them and whichever the client reads them in.
+#[tokio::test]
+async fn cached_tokens_are_neither_double_counted_nor_free() {
+    let env = matrix_env().await;
+    let mut failures = Vec::new();
+    // "Hello there [mock:cache_read=3]": 3 words + 3 = 6 input tokens, 3 of them cached.
+    let text = "Hello there [mock:cache_read=3]";
+    for model in ["via-openai", "via-anthropic", "via-dashscope"] {
+        let openai: serde_json::Value = env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(KEY_AUTO)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let usage = &openai["usage"];
+        check(
+            &mut failures,
+            usage["prompt_tokens"] == 6 && usage["prompt_tokens_details"]["cached_tokens"] == 3,
+            format!("openai ← {model}: {usage}"),
+        );
+        let anthropic: serde_json::Value = env.http.post(env.url("/v1/messages")).header("x-api-key", KEY_AUTO)
+            .json(&json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}))
+            .send().await.unwrap().json().await.unwrap();
+        let usage = &anthropic["usage"];
+        check(
+            &mut failures,
+            usage["input_tokens"] == 3 && usage["cache_read_input_tokens"] == 3,
+            format!("anthropic ← {model}: {usage}"),
+        );
+    }
+    let (_store, db) = env.finish().await;
+    let calls = modelrouter_projections::sql::usage::calls(&db, None, 1000)
+        .await
+        .unwrap();
+    for call in calls.iter().filter(|c| c.model.starts_with("via-")) {
+        // 3 uncached × 1 + 3 cached × 0.5 + 5 output × 2 = 3 + 1.5 + 10 → 15 (rounded up).
+        let ok = call.input_tokens == Some(6) && call.cached_tokens == Some(3) && call.cost == 15;
+        check(
+            &mut failures,
+            ok,
+            format!(
+                "metered {} via {}: {:?}",
+                call.inbound_protocol, call.model, call
+            ),
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// What an upstream cannot do is refused before calling it, with the field named; what can be
+/// adjusted (MiniMax's temperature range) is.
+#[tokio::test]
+async fn n_above_one_is_a_clear_400_where_unsupported_and_minimax_temperature_is_clamped() {
+    let env = matrix_env().await;
+    for model in ["via-anthropic", "via-minimax"] {
+        let response = env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(KEY_AUTO)
+            .json(&json!({"model": model, "n": 2, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{model}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["param"], "n", "{model}: {body}");
+    }
+    let clamped = env.http.post(env.url("/v1/chat/completions")).bearer_auth(KEY_AUTO)
+        .json(&json!({"model": "via-minimax", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}))
+        .send().await.unwrap();
+    assert_eq!(
+        clamped.status(),
+        200,
+        "MiniMax rejects temperature 0; the gateway clamps it"
+    );
+    let seen = env.mock.requests().await;
+    let sent = seen
+        .iter()
+        .rev()
+        .find(|r| r["path"] == "/v1/text/chatcompletion_v2")
+        .unwrap();
+    let temperature = sent["body"]["temperature"].as_f64().unwrap();
+    assert!(temperature > 0.0 && temperature <= 1.0, "{sent}");
+    env.finish().await;
+}
+
+/// Same protocol on both sides: the client's body goes upstream as it is — unknown fields kept —
+/// with only the upstream model name changed.
+#[tokio::test]
+async fn same_protocol_bodies_are_forwarded_as_is_with_unknown_fields() {
+    let env = matrix_env().await;
+    let anthropic = json!({"model": "via-anthropic", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}],
+        "future_field": {"kept": true}, "service_tier": "auto"});
+    let ok = env
+        .http
+        .post(env.url("/v1/messages"))
+        .header("x-api-key", KEY_AUTO)
+        .json(&anthropic)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let dashscope = json!({"model": "via-dashscope", "input": {"messages": [{"role": "user", "content": "hi"}]},
+        "parameters": {"result_format": "message", "enable_search": true, "vendor_knob": 7}});
+    let ok = env
+        .http
+        .post(env.url("/api/v1/services/aigc/text-generation/generation"))
+        .bearer_auth(KEY_AUTO)
+        .json(&dashscope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let seen = env.mock.requests().await;
+    let to_anthropic = seen.iter().find(|r| r["path"] == "/v1/messages").unwrap();
+    assert_eq!(to_anthropic["body"]["future_field"]["kept"], true);
+    assert_eq!(to_anthropic["body"]["service_tier"], "auto");
+    assert_eq!(to_anthropic["body"]["model"], "up-via-anthropic");
+    assert_eq!(
+        to_anthropic["x-api-key"], UPSTREAM_CREDENTIAL,
+        "the provider credential, not the customer's key"
+    );
+    let to_dashscope = seen
+        .iter()
+        .find(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("text-generation"))
+        })
+        .unwrap();
+    assert_eq!(to_dashscope["body"]["parameters"]["vendor_knob"], 7);
+    assert_eq!(to_dashscope["body"]["parameters"]["enable_search"], true);
+    env.finish().await;
+}
