@@ -729,3 +729,52 @@ async fn same_protocol_bodies_are_forwarded_as_is_with_unknown_fields() {
     assert_eq!(to_dashscope["body"]["parameters"]["enable_search"], true);
     env.finish().await;
 }
+
+/// Anthropic server tools and documents cannot be translated, but an Anthropic upstream takes
+/// them as they are; any other upstream gets a clear 400 before it is called.
+#[tokio::test]
+async fn untranslatable_requests_are_relayed_to_their_own_protocol_and_refused_elsewhere() {
+    let env = matrix_env().await;
+    let body = |model: &str| {
+        json!({"model": model, "max_tokens": 64,
+            "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+            "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "A note."}},
+                {"type": "text", "text": "Summarize"}]}]})
+    };
+    let relayed = env
+        .http
+        .post(env.url("/v1/messages"))
+        .header("x-api-key", KEY_AUTO)
+        .json(&body("via-anthropic"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(relayed.status(), 200);
+    let answer: serde_json::Value = relayed.json().await.unwrap();
+    assert_eq!(answer["content"][0]["text"], "Mock reply to: Summarize");
+    let seen = env.mock.requests().await;
+    let sent = seen.iter().find(|r| r["path"] == "/v1/messages").unwrap();
+    assert_eq!(
+        sent["body"]["tools"][0]["type"], "web_search_20250305",
+        "server tools go through untouched"
+    );
+
+    let refused = env
+        .http
+        .post(env.url("/v1/messages"))
+        .header("x-api-key", KEY_AUTO)
+        .json(&body("via-openai"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    assert_eq!(
+        env.mock.requests().await.len(),
+        seen.len(),
+        "the other upstream was never called"
+    );
+    env.finish().await;
+}

@@ -130,7 +130,7 @@ impl ApiError {
         .unwrap_or_default()
     }
 
-    fn param(&self) -> Option<&str> {
+    pub fn param(&self) -> Option<&str> {
         match self {
             ApiError::BadRequest { param, .. } => param.as_deref(),
             ApiError::ModelNotFound(_) | ApiError::ModelNotAllowed(_) => Some("model"),

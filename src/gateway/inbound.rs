@@ -143,6 +143,57 @@ impl Inbound {
     }
 }
 
+/// Reads just what routing, holds and relaying need from a body that is valid in its own
+/// protocol but cannot be translated (e.g. Anthropic server tools or documents), so it can still
+/// be relayed as-is to an upstream of the same protocol.
+pub fn decode_for_relay(
+    body: &[u8],
+    dialect: Dialect,
+    headers: &HeaderMap,
+) -> Option<(Inbound, ChatRequest)> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let model = value.get("model")?.as_str()?.to_string();
+    match dialect {
+        Dialect::Anthropic => {
+            value.get("messages")?.as_array()?;
+            let request = ChatRequest {
+                model,
+                max_output_tokens: Some(value.get("max_tokens")?.as_u64()?),
+                stream: value
+                    .get("stream")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                include_usage: true,
+                ..ChatRequest::default()
+            };
+            Some((Inbound::Anthropic, request))
+        }
+        Dialect::Dashscope => {
+            value.get("input")?.as_object()?;
+            let parameters = value.get("parameters");
+            let parameter = |name: &str| parameters.and_then(|p| p.get(name));
+            let options = DashScopeOptions {
+                result_format: match parameter("result_format").and_then(Value::as_str) {
+                    Some("message") => dashscope::ResultFormat::Message,
+                    _ => dashscope::ResultFormat::Text,
+                },
+                incremental_output: parameter("incremental_output")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            };
+            let request = ChatRequest {
+                model,
+                max_output_tokens: parameter("max_tokens").and_then(Value::as_u64),
+                stream: dashscope_wants_stream(headers),
+                include_usage: true,
+                ..ChatRequest::default()
+            };
+            Some((Inbound::DashScope(options), request))
+        }
+        Dialect::Openai | Dialect::Minimax => None,
+    }
+}
+
 /// DashScope streams are switched on by headers, not the body.
 pub fn dashscope_wants_stream(headers: &HeaderMap) -> bool {
     let header = |name: &str| {

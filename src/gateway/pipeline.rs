@@ -19,7 +19,7 @@ use modelrouter_projections::live::ModelEntry;
 use serde_json::Value;
 
 use super::auth::authenticate;
-use super::inbound::Inbound;
+use super::inbound::{decode_for_relay, Inbound};
 use super::metering::{Meter, Outcome};
 use super::relay::{relay, StreamPlan};
 use super::{outbound, ApiError, AppState, RequestId};
@@ -131,8 +131,15 @@ async fn run(
         .map_err(|e| (fallback.clone(), e))?
         .clone();
     let body = read_body(state, body).map_err(|e| (fallback.clone(), e))?;
-    let (inbound, request) =
-        Inbound::decode(&body, dialect, headers).map_err(|e| (fallback.clone(), e))?;
+    // A body that cannot be translated may still be relayed to an upstream of its own protocol;
+    // `untranslatable` keeps the reason to give when only other protocols serve the model.
+    let (inbound, request, untranslatable) = match Inbound::decode(&body, dialect, headers) {
+        Ok((inbound, request)) => (inbound, request, None),
+        Err(error) => match decode_for_relay(&body, dialect, headers) {
+            Some((inbound, request)) => (inbound, request, Some(error)),
+            None => return Err((fallback.clone(), error)),
+        },
+    };
     let fail = |error: ApiError| (inbound.clone(), error);
     let model = resolve_model(&view, &key, &request.model).map_err(fail)?;
     let targets = plan(&view, &request.model, &mut rand::thread_rng());
@@ -189,7 +196,15 @@ async fn run(
     let mut answered = None;
     for target in targets.iter().cycle().take(max_attempts) {
         let attempt_started = Instant::now();
-        let result = attempt(state, target, &inbound, &request, &raw, default_output).await;
+        let result = match &untranslatable {
+            Some(reason) if !same_dialect(&inbound, target.provider.config.protocol) => {
+                Err(Failure::Request(ApiError::BadRequest {
+                    message: reason.to_string(),
+                    param: reason.param().map(str::to_string),
+                }))
+            }
+            _ => attempt(state, target, &inbound, &request, &raw, default_output).await,
+        };
         let latency_ms = attempt_started.elapsed().as_millis() as u64;
         let (status, error) = match &result {
             Ok(_) => (Some(200), None),
