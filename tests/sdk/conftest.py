@@ -32,7 +32,7 @@ import dashscope
 import openai
 import pytest
 
-from mockspec import DEMO_MODELS
+from mockspec import ANTHROPIC_AUTH_STYLES, DEMO_MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_S = 30.0
@@ -253,8 +253,7 @@ def demo_model(request) -> str:
 def make_anthropic(gateway: Gateway):
     """Builds `anthropic.Anthropic` clients against the gateway; closes them after the test.
 
-    By default the key goes in `api_key` (the SDK sends `x-api-key`); `auth_token=...` with
-    `api_key=None` makes it send `Authorization: Bearer` instead.
+    By default the key goes in `api_key`; see ANTHROPIC_AUTH_STYLES for the other ways.
     """
     clients = []
 
@@ -277,7 +276,7 @@ def make_anthropic(gateway: Gateway):
 
 @pytest.fixture
 def anthropic_client(make_anthropic) -> anthropic.Anthropic:
-    """`Anthropic(base_url=<gateway>, api_key=KEY, max_retries=0)`: the key as `x-api-key`."""
+    """`Anthropic(base_url=<gateway>, api_key=KEY, max_retries=0)`."""
     return make_anthropic()
 
 
@@ -285,6 +284,23 @@ def anthropic_client(make_anthropic) -> anthropic.Anthropic:
 def anthropic_bearer_client(make_anthropic, api_key: str) -> anthropic.Anthropic:
     """`Anthropic(base_url=<gateway>, auth_token=KEY, max_retries=0)`: the key as a Bearer token."""
     return make_anthropic(api_key=None, auth_token=api_key)
+
+
+@pytest.fixture
+def anthropic_with_key(make_anthropic):
+    """`make(style, key)`: an Anthropic client presenting `key` in one of ANTHROPIC_AUTH_STYLES."""
+
+    def make(style: str, key: str) -> anthropic.Anthropic:
+        assert style in ANTHROPIC_AUTH_STYLES, style
+        if style == "api_key":
+            return make_anthropic(api_key=key)
+        if style == "auth_token":
+            return make_anthropic(api_key=None, auth_token=key)
+        if style == "x-api-key":
+            return make_anthropic(api_key=None, default_headers={"x-api-key": key})
+        raise ValueError(style)
+
+    return make
 
 
 # DashScope ---------------------------------------------------------------------------------------

@@ -45,6 +45,12 @@ TOOL_ARGUMENTS = {"city": "Paris"}
 TOOL_CALL_OUTPUT_TOKENS = 3
 TOKENS_PER_MESSAGE = 3
 
+# How customers hand a key to the Anthropic SDK. `api_key` is sent as `x-api-key` by most SDK
+# versions (as `Authorization: Bearer` by some recent ones, 2.14 included), `auth_token` always as
+# `Authorization: Bearer`; an explicit `x-api-key` header is what every `x-api-key` client (older
+# SDKs, the curl examples of Anthropic's documentation) sends, whatever the installed SDK does.
+ANTHROPIC_AUTH_STYLES = ["api_key", "auth_token", "x-api-key"]
+
 _DIRECTIVE = re.compile(r"\[mock:[^\]]*\]")
 
 
