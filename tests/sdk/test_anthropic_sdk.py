@@ -82,6 +82,16 @@ def assert_error(error: anthropic.APIStatusError, status: int, kind: str):
     assert "mock" not in message.lower(), message
 
 
+def create_and_read(client, model: str, text: str, stream: bool):
+    """A request as a user makes it; a streamed answer is read to its end."""
+    result = client.messages.create(
+        model=model, max_tokens=MAX_TOKENS, messages=user(text), stream=stream
+    )
+    if stream:
+        for _ in result:
+            pass
+
+
 def assert_retry_hint(error: anthropic.APIStatusError, retry: bool):
     assert error.response.headers.get("x-should-retry") == ("true" if retry else "false")
 
@@ -324,6 +334,39 @@ def test_stream_cut_raises(anthropic_client, demo_model):
     assert caught.value.body["error"]["message"]
 
 
+# The in-band error of a translated upstream stream is passed on with the upstream's own text.
+STREAM_ERROR_TEXT_BUG = (
+    "an in-band error in a translated upstream stream ({upstream} upstream, `[mock:stream_error]`) "
+    "reaches the customer with the upstream's own message {leaked!r} instead of the gateway's "
+    "(\"The upstream model failed to answer.\", what a relayed stream, a broken stream or any "
+    "non-streaming upstream failure gets)"
+)
+
+
+@pytest.mark.parametrize(
+    "demo_model",
+    model_cases(
+        bugs={
+            "demo-gpt": STREAM_ERROR_TEXT_BUG.format(upstream="OpenAI", leaked="mock stream error"),
+            "demo-qwen": STREAM_ERROR_TEXT_BUG.format(
+                upstream="DashScope", leaked="InternalError: mock stream error"
+            ),
+            "demo-minimax": STREAM_ERROR_TEXT_BUG.format(
+                upstream="MiniMax", leaked="mock stream error (MiniMax error 1024)"
+            ),
+        }
+    ),
+)
+def test_stream_error_message_is_the_gateways(anthropic_client, demo_model):
+    """A failure mid-stream reads like any other upstream failure: the gateway's message, never
+    the upstream's own words."""
+    with pytest.raises(anthropic.InternalServerError) as failure:
+        create_and_read(anthropic_client, demo_model, "Hi [mock:status=500]", False)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        create_and_read(anthropic_client, demo_model, "one two three [mock:stream_error]", True)
+    assert caught.value.body["error"]["message"] == failure.value.body["error"]["message"]
+
+
 # 3. Tool use -----------------------------------------------------------------------------------
 
 
@@ -398,16 +441,6 @@ QWEN_STREAM_ERROR_BUG = (
     "HTTP {expected}; the SDK raises a generic anthropic.APIStatusError with status_code 200 "
     "while iterating, not {sdk_error}, and the upstream's own message leaks"
 )
-
-
-def create_and_read(client, model: str, text: str, stream: bool):
-    """A request as a user makes it; a streamed answer is read to its end."""
-    result = client.messages.create(
-        model=model, max_tokens=MAX_TOKENS, messages=user(text), stream=stream
-    )
-    if stream:
-        for _ in result:
-            pass
 
 
 @pytest.mark.parametrize(

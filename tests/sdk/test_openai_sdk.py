@@ -242,6 +242,42 @@ def test_stream_in_band_upstream_error_raises_in_the_sdk(client, demo_model):
     assert caught.value.body.get("message") and caught.value.body.get("type")
 
 
+# The in-band error of a translated upstream stream is passed on with the upstream's own text.
+STREAM_ERROR_TEXT_BUG = (
+    "an in-band error in a translated upstream stream ({upstream} upstream, `[mock:stream_error]`) "
+    "reaches the customer with the upstream's own message {leaked!r} instead of the gateway's "
+    "(\"The upstream model failed to answer.\", what a relayed stream, a broken stream or any "
+    "non-streaming upstream failure gets)"
+)
+
+
+@pytest.mark.parametrize(
+    "demo_model",
+    model_cases(
+        bugs={
+            "demo-claude": STREAM_ERROR_TEXT_BUG.format(upstream="Anthropic", leaked="Overloaded"),
+            "demo-qwen": STREAM_ERROR_TEXT_BUG.format(
+                upstream="DashScope", leaked="InternalError: mock stream error"
+            ),
+            "demo-minimax": STREAM_ERROR_TEXT_BUG.format(
+                upstream="MiniMax", leaked="mock stream error (MiniMax error 1024)"
+            ),
+        }
+    ),
+)
+def test_stream_error_message_is_the_gateways(client, demo_model):
+    """A failure mid-stream reads like any other upstream failure: the gateway's message, never
+    the upstream's own words."""
+    with pytest.raises(openai.InternalServerError) as failure:
+        client.chat.completions.create(model=demo_model, messages=user("Hi [mock:status=500]"))
+    with pytest.raises(openai.APIError) as caught:
+        for _ in client.chat.completions.create(
+            model=demo_model, messages=user("one two three [mock:stream_error]"), stream=True
+        ):
+            pass
+    assert caught.value.body["message"] == failure.value.body["message"]
+
+
 # 3. Models -------------------------------------------------------------------------------------
 
 
