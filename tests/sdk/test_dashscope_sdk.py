@@ -381,10 +381,10 @@ def test_tool_call_round_trip_streaming(dashscope_sdk, demo_model, incremental):
 # A DashScope upstream reports a failure of a streaming request inside an HTTP 200 event stream.
 QWEN_STREAM_ERROR_BUG = (
     "a streaming request to demo-qwen (DashScope upstream, relayed) whose upstream fails with "
-    "{status} gets HTTP 200 text/event-stream with one in-band `event:error` (`:HTTP_STATUS/{status}` "
-    'comment, `data:{{"code":"{code}",...}}`) instead of the HTTP {status} JSON error every other '
-    "upstream gets; the dashscope SDK reads no status from it and reports status_code 400 "
-    "(code {code}) instead of {status}"
+    "{status} gets HTTP 200 text/event-stream with one in-band `event:error` "
+    '(`:HTTP_STATUS/{status}` comment, `data:{{"code":"{code}",...}}`) instead of the HTTP '
+    "{status} JSON error every other upstream gets; the dashscope SDK reads no status from it "
+    "and reports status_code 400 (code {code}) instead of {status}"
 )
 
 
