@@ -4,8 +4,8 @@ One real `modelrouter serve --demo` process is spawned for the whole session and
 suite (built-in mock upstream, demo tenant with balance, a key we choose). Tests talk to it only
 through the official Python SDKs, configured exactly as a customer configures them:
 - `openai.OpenAI(base_url="<gateway>/v1", api_key=KEY)`;
-- `anthropic.Anthropic(base_url="<gateway>", api_key=KEY)` (sent as `x-api-key`) or
-  `auth_token=KEY` (sent as `Authorization: Bearer`);
+- `anthropic.Anthropic(base_url="<gateway>", api_key=KEY)` or `auth_token=KEY`, or an explicit
+  `x-api-key` header (see `mockspec.ANTHROPIC_AUTH_STYLES`);
 - `dashscope.base_http_api_url = "<gateway>/api/v1"`, `dashscope.api_key = KEY`.
 
 Every chat test runs against each public demo model, one per upstream protocol (`demo_model`), so

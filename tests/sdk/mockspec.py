@@ -110,3 +110,12 @@ def model_cases(variants=None, bugs=None) -> list:
 
 
 STREAM_VARIANTS = [(False, "plain"), (True, "stream")]
+
+# Gateway bug shared by every SDK (see the report): the in-band error of a *translated* upstream
+# stream is passed on with the upstream's own text, where a relayed stream gets the gateway's.
+STREAM_ERROR_TEXT_BUG = (
+    "an in-band error in a translated upstream stream ({upstream} upstream, `[mock:stream_error]`) "
+    "reaches the customer with the upstream's own message {leaked!r} instead of the gateway's "
+    "(\"The upstream model failed to answer.\", what a relayed stream, a broken stream or any "
+    "non-streaming upstream failure gets)"
+)

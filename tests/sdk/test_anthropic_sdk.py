@@ -21,6 +21,7 @@ from mockspec import (
     DISPLAY_NAMES,
     GREETING,
     GREETING_REPLY,
+    STREAM_ERROR_TEXT_BUG,
     STREAM_VARIANTS,
     TOOL_ARGUMENTS,
     TOOL_CALL_OUTPUT_TOKENS,
@@ -334,15 +335,6 @@ def test_stream_cut_raises(anthropic_client, demo_model):
     assert "".join(received) == "Mock reply "
     assert caught.value.body["type"] == "error"
     assert caught.value.body["error"]["message"]
-
-
-# The in-band error of a translated upstream stream is passed on with the upstream's own text.
-STREAM_ERROR_TEXT_BUG = (
-    "an in-band error in a translated upstream stream ({upstream} upstream, `[mock:stream_error]`) "
-    "reaches the customer with the upstream's own message {leaked!r} instead of the gateway's "
-    "(\"The upstream model failed to answer.\", what a relayed stream, a broken stream or any "
-    "non-streaming upstream failure gets)"
-)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import pytest
 from mockspec import (
     GREETING,
     GREETING_REPLY,
+    STREAM_ERROR_TEXT_BUG,
     STREAM_VARIANTS,
     TOOL_ARGUMENTS,
     TOOL_CALL_OUTPUT_TOKENS,
@@ -238,15 +239,6 @@ def test_stream_in_band_error_is_reported(dashscope_sdk, demo_model, incremental
     assert last.status_code != HTTPStatus.OK
     assert last.code and last.message
     assert last.output is None
-
-
-# The in-band error of a translated upstream stream is passed on with the upstream's own text.
-STREAM_ERROR_TEXT_BUG = (
-    "an in-band error in a translated upstream stream ({upstream} upstream, `[mock:stream_error]`) "
-    "reaches the customer with the upstream's own message {leaked!r} instead of the gateway's "
-    "(\"The upstream model failed to answer.\", what a relayed stream, a broken stream or any "
-    "non-streaming upstream failure gets)"
-)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from mockspec import (
     DISPLAY_NAMES,
     GREETING,
     GREETING_REPLY,
+    STREAM_ERROR_TEXT_BUG,
     STREAM_VARIANTS,
     model_cases,
 )
@@ -240,15 +241,6 @@ def test_stream_in_band_upstream_error_raises_in_the_sdk(client, demo_model):
     assert all(not c.choices or c.choices[0].finish_reason is None for c in received)
     assert isinstance(caught.value.body, dict)
     assert caught.value.body.get("message") and caught.value.body.get("type")
-
-
-# The in-band error of a translated upstream stream is passed on with the upstream's own text.
-STREAM_ERROR_TEXT_BUG = (
-    "an in-band error in a translated upstream stream ({upstream} upstream, `[mock:stream_error]`) "
-    "reaches the customer with the upstream's own message {leaked!r} instead of the gateway's "
-    "(\"The upstream model failed to answer.\", what a relayed stream, a broken stream or any "
-    "non-streaming upstream failure gets)"
-)
 
 
 @pytest.mark.parametrize(
