@@ -1,8 +1,15 @@
-"""Fixtures for the OpenAI SDK conformance suite.
+"""Fixtures for the official-SDK conformance suites (`openai`, `anthropic`, `dashscope`).
 
-One real `modelrouter serve --demo` process is spawned for the whole session (built-in mock
-upstream, demo tenant with balance, a key we choose). Tests talk to it only through the official
-`openai` Python SDK, exactly as a customer would.
+One real `modelrouter serve --demo` process is spawned for the whole session and serves every
+suite (built-in mock upstream, demo tenant with balance, a key we choose). Tests talk to it only
+through the official Python SDKs, configured exactly as a customer configures them:
+- `openai.OpenAI(base_url="<gateway>/v1", api_key=KEY)`;
+- `anthropic.Anthropic(base_url="<gateway>", api_key=KEY)` or `auth_token=KEY`, or an explicit
+  `x-api-key` header (see `mockspec.ANTHROPIC_AUTH_STYLES`);
+- `dashscope.base_http_api_url = "<gateway>/api/v1"`, `dashscope.api_key = KEY`.
+
+Every chat test runs against each public demo model, one per upstream protocol (`demo_model`), so
+each customer protocol is checked translated to every upstream protocol and relayed as-is.
 
 The binary comes from `MODELROUTER_BIN` (default: `target/debug/modelrouter` in the repository).
 """
@@ -20,8 +27,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
+import dashscope
 import openai
 import pytest
+
+from mockspec import ANTHROPIC_AUTH_STYLES, DEMO_MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_S = 30.0
@@ -36,14 +47,36 @@ for _host in ("127.0.0.1", "localhost"):
         _no_proxy.append(_host)
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(_no_proxy)
 
+# The SDKs read credentials and endpoints from the environment when not given them: none of a
+# developer's own settings may redirect a test or add a second credential to its requests.
+for _name in (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "DASHSCOPE_API_KEY",
+    "DASHSCOPE_API_KEY_FILE_PATH",
+    "DASHSCOPE_HTTP_BASE_URL",
+    "DASHSCOPE_WEBSOCKET_BASE_URL",
+):
+    os.environ.pop(_name, None)
+
 
 @dataclass
 class Gateway:
-    root_url: str  # http://127.0.0.1:<port>
-    base_url: str  # http://127.0.0.1:<port>/v1, what the SDK is given
+    root_url: str  # http://127.0.0.1:<port>, what the Anthropic SDK is given
+    base_url: str  # http://127.0.0.1:<port>/v1, what the OpenAI SDK is given
     api_key: str
     stdout_path: Path
     stderr_path: Path
+
+    @property
+    def dashscope_url(self) -> str:
+        """What the DashScope SDK is given as `dashscope.base_http_api_url`."""
+        return f"{self.root_url}/api/v1"
 
     def logs(self, limit: int = 4000) -> str:
         parts = []
@@ -205,6 +238,81 @@ def make_client(base_url: str, api_key: str):
 def client(make_client) -> openai.OpenAI:
     """A client with the demo key and no automatic retries (fast, deterministic errors)."""
     return make_client()
+
+
+@pytest.fixture(params=DEMO_MODELS)
+def demo_model(request) -> str:
+    """Each public demo model in turn: one per upstream protocol, all served by the mock."""
+    return request.param
+
+
+# Anthropic ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_anthropic(gateway: Gateway):
+    """Builds `anthropic.Anthropic` clients against the gateway; closes them after the test.
+
+    By default the key goes in `api_key`; see ANTHROPIC_AUTH_STYLES for the other ways.
+    """
+    clients = []
+
+    def make(**overrides) -> anthropic.Anthropic:
+        options = {
+            "base_url": gateway.root_url,
+            "api_key": gateway.api_key,
+            "max_retries": 0,
+            "timeout": 30.0,
+        }
+        options.update(overrides)
+        client = anthropic.Anthropic(**options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def anthropic_client(make_anthropic) -> anthropic.Anthropic:
+    """`Anthropic(base_url=<gateway>, api_key=KEY, max_retries=0)`."""
+    return make_anthropic()
+
+
+@pytest.fixture
+def anthropic_bearer_client(make_anthropic, api_key: str) -> anthropic.Anthropic:
+    """`Anthropic(base_url=<gateway>, auth_token=KEY, max_retries=0)`: the key as a Bearer token."""
+    return make_anthropic(api_key=None, auth_token=api_key)
+
+
+@pytest.fixture
+def anthropic_with_key(make_anthropic):
+    """`make(style, key)`: an Anthropic client presenting `key` in one of ANTHROPIC_AUTH_STYLES."""
+
+    def make(style: str, key: str) -> anthropic.Anthropic:
+        assert style in ANTHROPIC_AUTH_STYLES, style
+        if style == "api_key":
+            return make_anthropic(api_key=key)
+        if style == "auth_token":
+            return make_anthropic(api_key=None, auth_token=key)
+        if style == "x-api-key":
+            return make_anthropic(api_key=None, default_headers={"x-api-key": key})
+        raise ValueError(style)
+
+    return make
+
+
+# DashScope ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dashscope_sdk(gateway: Gateway, monkeypatch: pytest.MonkeyPatch):
+    """The `dashscope` module configured as its documentation says, through its module globals
+    (restored after the test): `base_http_api_url` and `api_key`."""
+    monkeypatch.setattr(dashscope, "base_http_api_url", gateway.dashscope_url)
+    monkeypatch.setattr(dashscope, "api_key", gateway.api_key)
+    return dashscope
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,5 +1,8 @@
 """Conformance of the gateway with the official `openai` Python SDK, used as customers use it.
 
+The chat, streaming, tool and upstream-error tests run once per public demo model (`demo_model`),
+one per upstream protocol: OpenAI relayed as-is, and translated to Anthropic, DashScope and MiniMax.
+
 The demo gateway's upstream is the built-in mock, which answers deterministically:
 - content `"Mock reply to: <last user text without [mock:...] directives>"`, one stream chunk per
   word;
@@ -19,9 +22,17 @@ import uuid
 import openai
 import pytest
 
+from mockspec import (
+    DEMO_MODELS,
+    DISPLAY_NAMES,
+    GREETING,
+    GREETING_REPLY,
+    STREAM_ERROR_TEXT_BUG,
+    STREAM_VARIANTS,
+    model_cases,
+)
+
 MODEL = "demo-gpt"
-GREETING = "Hello there"
-GREETING_REPLY = "Mock reply to: Hello there"
 
 WEATHER_TOOL = {
     "type": "function",
@@ -93,11 +104,11 @@ def streamed_text(chunks) -> str:
 # 1. Non-streaming chat -------------------------------------------------------------------------
 
 
-def test_chat_completion_non_streaming(client):
-    completion = client.chat.completions.create(model=MODEL, messages=user(GREETING))
+def test_chat_completion_non_streaming(client, demo_model):
+    completion = client.chat.completions.create(model=demo_model, messages=user(GREETING))
 
     assert completion.object == "chat.completion"
-    assert completion.model == MODEL
+    assert completion.model == demo_model
     assert completion.id
     assert len(completion.choices) == 1
     choice = completion.choices[0]
@@ -114,24 +125,25 @@ def test_chat_completion_non_streaming(client):
     assert completion._request_id and completion._request_id.startswith("req_")
 
 
-def test_chat_completion_counts_every_message(client):
+@pytest.mark.parametrize("model", [*DEMO_MODELS, "demo-mini"])
+def test_chat_completion_counts_every_message(client, model):
     messages = [
         {"role": "system", "content": "You are a terse assistant."},
         {"role": "user", "content": "First question here"},
         {"role": "assistant", "content": "First answer"},
         {"role": "user", "content": [{"type": "text", "text": "And a second one"}]},
     ]
-    completion = client.chat.completions.create(model="demo-mini", messages=messages)
+    completion = client.chat.completions.create(model=model, messages=messages)
 
-    assert completion.model == "demo-mini"
+    assert completion.model == model
     assert completion.choices[0].message.content == "Mock reply to: And a second one"
     assert completion.usage.prompt_tokens == expected_prompt_tokens(messages) == 26
     assert completion.usage.completion_tokens == 7
 
 
-def test_chat_completion_max_tokens_truncates(client):
+def test_chat_completion_max_tokens_truncates(client, demo_model):
     completion = client.chat.completions.create(
-        model=MODEL, messages=user(GREETING), max_completion_tokens=2
+        model=demo_model, messages=user(GREETING), max_completion_tokens=2
     )
     assert completion.choices[0].message.content == "Mock reply"
     assert completion.choices[0].finish_reason == "length"
@@ -141,10 +153,10 @@ def test_chat_completion_max_tokens_truncates(client):
 # 2. Streaming chat -----------------------------------------------------------------------------
 
 
-def test_chat_completion_streaming_with_usage(client):
+def test_chat_completion_streaming_with_usage(client, demo_model):
     chunks = collect(
         client.chat.completions.create(
-            model=MODEL,
+            model=demo_model,
             messages=user(GREETING),
             stream=True,
             stream_options={"include_usage": True},
@@ -152,7 +164,7 @@ def test_chat_completion_streaming_with_usage(client):
     )
 
     assert all(c.object == "chat.completion.chunk" for c in chunks)
-    assert all(c.model == MODEL for c in chunks)
+    assert all(c.model == demo_model for c in chunks)
     assert len({c.id for c in chunks}) == 1
     assert streamed_text(chunks) == GREETING_REPLY
     # Tokens arrive one by one, not as one buffered blob.
@@ -170,38 +182,38 @@ def test_chat_completion_streaming_with_usage(client):
     assert [c for c in chunks[:-1] if c.usage is not None] == []
 
 
-def test_chat_completion_streaming_without_usage(client):
+def test_chat_completion_streaming_without_usage(client, demo_model):
     chunks = collect(
-        client.chat.completions.create(model=MODEL, messages=user(GREETING), stream=True)
+        client.chat.completions.create(model=demo_model, messages=user(GREETING), stream=True)
     )
 
     assert streamed_text(chunks) == GREETING_REPLY
-    assert all(c.model == MODEL for c in chunks)
+    assert all(c.model == demo_model for c in chunks)
     assert [c for c in chunks if c.usage is not None] == []
     assert all(len(c.choices) == 1 for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-def test_chat_completion_stream_helper(client):
+def test_chat_completion_stream_helper(client, demo_model):
     """`client.chat.completions.stream(...)` accumulates the chunks into a final completion."""
     with client.chat.completions.stream(
-        model=MODEL, messages=user(GREETING), stream_options={"include_usage": True}
+        model=demo_model, messages=user(GREETING), stream_options={"include_usage": True}
     ) as stream:
         deltas = [e.delta for e in stream if e.type == "content.delta"]
         final = stream.get_final_completion()
 
     assert "".join(deltas) == GREETING_REPLY
-    assert final.model == MODEL
+    assert final.model == demo_model
     assert final.choices[0].message.content == GREETING_REPLY
     assert final.choices[0].finish_reason == "stop"
     assert final.usage.prompt_tokens == 5
     assert final.usage.completion_tokens == 5
 
 
-def test_stream_broken_upstream_raises_in_the_sdk(client):
+def test_stream_broken_upstream_raises_in_the_sdk(client, demo_model):
     """An upstream stream that breaks midway reaches the SDK as an error, not a silent cut."""
     stream = client.chat.completions.create(
-        model=MODEL, messages=user("one two three four [mock:cut_after=2]"), stream=True
+        model=demo_model, messages=user("one two three four [mock:cut_after=2]"), stream=True
     )
     received = []
     with pytest.raises(openai.APIError) as caught:
@@ -212,6 +224,52 @@ def test_stream_broken_upstream_raises_in_the_sdk(client):
     assert caught.value.body.get("message") and caught.value.body.get("type")
 
 
+def test_stream_in_band_upstream_error_raises_in_the_sdk(client, demo_model):
+    """An error the upstream reports inside its stream, after the first delta, makes the SDK
+    raise with the gateway's error envelope instead of ending the stream as if complete."""
+    stream = client.chat.completions.create(
+        model=demo_model,
+        messages=user("one two three [mock:stream_error]"),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk)
+    assert streamed_text(received) == "Mock "
+    assert all(not c.choices or c.choices[0].finish_reason is None for c in received)
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body.get("message") and caught.value.body.get("type")
+
+
+@pytest.mark.parametrize(
+    "demo_model",
+    model_cases(
+        bugs={
+            "demo-claude": STREAM_ERROR_TEXT_BUG.format(upstream="Anthropic", leaked="Overloaded"),
+            "demo-qwen": STREAM_ERROR_TEXT_BUG.format(
+                upstream="DashScope", leaked="InternalError: mock stream error"
+            ),
+            "demo-minimax": STREAM_ERROR_TEXT_BUG.format(
+                upstream="MiniMax", leaked="mock stream error (MiniMax error 1024)"
+            ),
+        }
+    ),
+)
+def test_stream_error_message_is_the_gateways(client, demo_model):
+    """A failure mid-stream reads like any other upstream failure: the gateway's message, never
+    the upstream's own words."""
+    with pytest.raises(openai.InternalServerError) as failure:
+        client.chat.completions.create(model=demo_model, messages=user("Hi [mock:status=500]"))
+    with pytest.raises(openai.APIError) as caught:
+        for _ in client.chat.completions.create(
+            model=demo_model, messages=user("one two three [mock:stream_error]"), stream=True
+        ):
+            pass
+    assert caught.value.body["message"] == failure.value.body["message"]
+
+
 # 3. Models -------------------------------------------------------------------------------------
 
 
@@ -219,14 +277,13 @@ def test_models_list(client):
     models = client.models.list()
     by_id = {m.id: m for m in models}
 
-    assert {"demo-gpt", "demo-mini"} <= set(by_id)
+    assert set(DISPLAY_NAMES) <= set(by_id)
     for model in by_id.values():
         assert model.object == "model"
         assert isinstance(model.created, int)
         assert model.owned_by
     # Extra fields survive the SDK's parsing.
-    assert by_id["demo-gpt"].display_name == "Demo GPT"
-    assert by_id["demo-mini"].display_name == "Demo Mini"
+    assert {name: by_id[name].display_name for name in DISPLAY_NAMES} == DISPLAY_NAMES
 
 
 def test_models_list_raw_json_has_display_names(client):
@@ -268,10 +325,10 @@ def assert_follow_up_usage(completion, messages):
     assert completion.usage.prompt_tokens == expected_prompt_tokens(messages)
 
 
-def test_tool_call_round_trip(client):
+def test_tool_call_round_trip(client, demo_model):
     messages = user(WEATHER_QUESTION)
     completion = client.chat.completions.create(
-        model=MODEL, messages=messages, tools=[WEATHER_TOOL, CLOCK_TOOL]
+        model=demo_model, messages=messages, tools=[WEATHER_TOOL, CLOCK_TOOL]
     )
 
     choice = completion.choices[0]
@@ -289,15 +346,15 @@ def test_tool_call_round_trip(client):
 
     # Follow-up the documented way: append the SDK's message object, then the tool result.
     messages = messages + [choice.message, tool_result(call.id)]
-    follow_up = client.chat.completions.create(model=MODEL, messages=messages)
+    follow_up = client.chat.completions.create(model=demo_model, messages=messages)
     assert_follow_up_usage(follow_up, messages)
 
 
-def test_tool_call_round_trip_streaming(client):
+def test_tool_call_round_trip_streaming(client, demo_model):
     messages = user(WEATHER_QUESTION)
     chunks = collect(
         client.chat.completions.create(
-            model=MODEL,
+            model=demo_model,
             messages=messages,
             tools=[WEATHER_TOOL],
             stream=True,
@@ -342,7 +399,7 @@ def test_tool_call_round_trip_streaming(client):
     messages = messages + [assistant, tool_result(call["id"])]
     follow_up = collect(
         client.chat.completions.create(
-            model=MODEL,
+            model=demo_model,
             messages=messages,
             stream=True,
             stream_options={"include_usage": True},
@@ -352,9 +409,9 @@ def test_tool_call_round_trip_streaming(client):
     assert follow_up[-1].usage.prompt_tokens == expected_prompt_tokens(messages)
 
 
-def test_tool_call_stream_helper(client):
+def test_tool_call_stream_helper(client, demo_model):
     with client.chat.completions.stream(
-        model=MODEL, messages=user(WEATHER_QUESTION), tools=[WEATHER_TOOL]
+        model=demo_model, messages=user(WEATHER_QUESTION), tools=[WEATHER_TOOL]
     ) as stream:
         done = [e for e in stream if e.type == "tool_calls.function.arguments.done"]
         final = stream.get_final_completion()
@@ -399,21 +456,57 @@ def test_bad_request(client):
     assert caught.value.param == "messages"
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_upstream_rate_limit(client, stream):
+# A DashScope upstream reports a failure of a streaming request inside an HTTP 200 event stream.
+QWEN_STREAM_ERROR_BUG = (
+    "a streaming request to demo-qwen (DashScope upstream) whose upstream fails before any "
+    "content gets HTTP 200 text/event-stream with one in-band error event "
+    "(`data: {{\"error\":{{\"message\":\"{upstream}: mock fault {status}\",...}}}}`) instead of "
+    "HTTP {expected}; the SDK raises a plain openai.APIError while iterating, not {sdk_error}, and "
+    "the upstream's own message leaks"
+)
+
+
+@pytest.mark.parametrize(
+    "demo_model,stream",
+    model_cases(
+        STREAM_VARIANTS,
+        bugs={
+            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
+                upstream="Throttling.RateQuota",
+                status=429,
+                expected="429 rate_limit_exceeded",
+                sdk_error="openai.RateLimitError",
+            )
+        },
+    ),
+)
+def test_upstream_rate_limit(client, demo_model, stream):
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(
-            model=MODEL, messages=user("Hi [mock:status=429]"), stream=stream
+            model=demo_model, messages=user("Hi [mock:status=429]"), stream=stream
         )
     assert_envelope(caught.value, 429)
     assert caught.value.response.headers.get("x-should-retry") == "true"
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_upstream_server_error(client, stream):
+@pytest.mark.parametrize(
+    "demo_model,stream",
+    model_cases(
+        STREAM_VARIANTS,
+        bugs={
+            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
+                upstream="InternalError",
+                status=500,
+                expected="502 server_error",
+                sdk_error="openai.InternalServerError",
+            )
+        },
+    ),
+)
+def test_upstream_server_error(client, demo_model, stream):
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(
-            model=MODEL, messages=user("Hi [mock:status=500]"), stream=stream
+            model=demo_model, messages=user("Hi [mock:status=500]"), stream=stream
         )
     assert_envelope(caught.value, 502, "server_error")
     assert caught.value.response.headers.get("x-should-retry") == "true"
