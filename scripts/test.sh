@@ -18,7 +18,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (stores: sqlite${MODELROUTER_TEST_DATABASE_URL:+, postgres})"
 cargo test --workspace
 
-step "OpenAI Python SDK conformance (tests/sdk)"
+step "Official SDK conformance: openai, anthropic, dashscope (tests/sdk)"
 venv=".venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

@@ -89,6 +89,8 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     });
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
+        // OpenAI and DashScope clients read `x-request-id`; Anthropic's read `request-id`.
+        response.headers_mut().insert("request-id", value.clone());
         response.headers_mut().insert("x-request-id", value);
     }
     response

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::auth::authenticate;
 use super::inbound::{decode_for_relay, Inbound};
 use super::metering::{Meter, Outcome};
-use super::relay::{relay, StreamPlan};
+use super::relay::{open, relay, StreamPlan, UpstreamStream};
 use super::{outbound, ApiError, AppState, RequestId};
 use crate::allowance::AllowanceError;
 use crate::protocol::canonical::{ChatRequest, Dialect};
@@ -342,8 +342,8 @@ fn same_dialect(inbound: &Inbound, protocol: UpstreamProtocol) -> bool {
 }
 
 enum Answer {
-    /// A stream whose headers arrived with 2xx.
-    Stream(reqwest::Response),
+    /// A stream that started well (2xx, and no error before its first output).
+    Stream(UpstreamStream),
     /// A whole body, already read and checked.
     Whole(Bytes),
 }
@@ -409,7 +409,16 @@ async fn attempt(
     .await
     .map_err(Failure::Upstream)?;
     if request.stream {
-        return Ok(Answer::Stream(response));
+        let choices = request.n.unwrap_or(1);
+        return open(
+            response,
+            protocol,
+            choices,
+            state.settings.upstream_idle_timeout,
+        )
+        .await
+        .map(Answer::Stream)
+        .map_err(Failure::Upstream);
     }
     let bytes = tokio::time::timeout(state.settings.upstream_idle_timeout, response.bytes())
         .await

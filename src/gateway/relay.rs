@@ -8,7 +8,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use futures::stream::{BoxStream, Fuse};
 use futures::StreamExt;
+use modelrouter_domain::provider::UpstreamProtocol;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -18,7 +20,73 @@ use super::ApiError;
 use crate::protocol::canonical::{StreamError, StreamEvent};
 use crate::protocol::sse::{frame, SseEvent, SseParser};
 use crate::protocol::{StreamDecoder, StreamEncoder};
-use crate::upstream::UpstreamError;
+use crate::upstream::{classify, UpstreamError};
+
+/// An upstream stream that has been checked to start well: the events read while checking, and
+/// the rest still to read.
+pub struct UpstreamStream {
+    bytes: Fuse<BoxStream<'static, Result<Bytes, reqwest::Error>>>,
+    parser: SseParser,
+    first: Vec<SseEvent>,
+}
+
+/// Reads the upstream stream up to its first output (or its end) before anything is sent to the
+/// client. An upstream that fails before any output — DashScope does so inside an HTTP 200 — is
+/// then an ordinary failed attempt: it may be retried or fall back, and the client gets the
+/// error as a real HTTP status in its own envelope rather than in-band.
+pub async fn open(
+    response: reqwest::Response,
+    protocol: UpstreamProtocol,
+    choices: u32,
+    idle_timeout: Duration,
+) -> Result<UpstreamStream, UpstreamError> {
+    let mut bytes = response.bytes_stream().boxed().fuse();
+    let mut parser = SseParser::new();
+    let mut probe = super::outbound::stream_decoder(protocol, choices);
+    let mut first = Vec::new();
+    loop {
+        let chunk = match tokio::time::timeout(idle_timeout, bytes.next()).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(classify(error)),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        for event in parser.feed(&chunk) {
+            let decoded = probe.feed(&event);
+            first.push(event);
+            for canonical in &decoded {
+                match canonical {
+                    StreamEvent::Error(error) => {
+                        return Err(UpstreamError::Status {
+                            status: error.status,
+                            message: None,
+                        })
+                    }
+                    StreamEvent::Start { .. } | StreamEvent::Usage(_) => {}
+                    _ => {
+                        return Ok(UpstreamStream {
+                            bytes,
+                            parser,
+                            first,
+                        })
+                    }
+                }
+            }
+            if probe.done() {
+                return Ok(UpstreamStream {
+                    bytes,
+                    parser,
+                    first,
+                });
+            }
+        }
+    }
+    Ok(UpstreamStream {
+        bytes,
+        parser,
+        first,
+    })
+}
 
 pub struct StreamPlan {
     /// The upstream dialect's decoder.
@@ -35,7 +103,7 @@ pub struct StreamPlan {
 
 /// Starts streaming `upstream` and returns the response body. Metering happens when the stream
 /// ends — completed, broken, or abandoned by the client — after the body is closed.
-pub fn relay(upstream: reqwest::Response, plan: StreamPlan, meter: Meter) -> Body {
+pub fn relay(upstream: UpstreamStream, plan: StreamPlan, meter: Meter) -> Body {
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     tokio::spawn(pump(upstream, plan, meter, sender));
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
@@ -86,7 +154,7 @@ impl Tally {
 }
 
 async fn pump(
-    upstream: reqwest::Response,
+    upstream: UpstreamStream,
     mut plan: StreamPlan,
     meter: Meter,
     sender: mpsc::Sender<Bytes>,
@@ -100,11 +168,27 @@ async fn pump(
         },
         started: meter.started,
     };
-    let mut bytes = upstream.bytes_stream();
-    let mut parser = SseParser::new();
+    let UpstreamStream {
+        mut bytes,
+        mut parser,
+        first,
+    } = upstream;
     let mut client_gone = false;
     let mut failure: Option<ApiError> = None;
+    let mut pending = first;
     'read: loop {
+        // Events read while the stream was checked come first.
+        for event in std::mem::take(&mut pending) {
+            for frame in handle_event(&mut plan, &mut tally, &event) {
+                if sender.send(Bytes::from(frame)).await.is_err() {
+                    client_gone = true;
+                    break 'read;
+                }
+            }
+            if tally.outcome.status != 200 || plan.decoder.done() {
+                break 'read;
+            }
+        }
         let chunk = match tokio::time::timeout(plan.idle_timeout, bytes.next()).await {
             Err(_) => {
                 failure = Some(ApiError::Upstream(UpstreamError::Timeout));
@@ -162,7 +246,12 @@ async fn pump(
 
 /// Decodes one upstream event and returns the frames to send for it.
 fn handle_event(plan: &mut StreamPlan, tally: &mut Tally, event: &SseEvent) -> Vec<String> {
-    let events = plan.decoder.feed(event);
+    let events: Vec<StreamEvent> = plan
+        .decoder
+        .feed(event)
+        .into_iter()
+        .map(own_error_message)
+        .collect();
     tally.note(&events);
     if let Some(encoder) = plan.encoder.as_mut() {
         return events.iter().flat_map(|e| encoder.feed(e)).collect();
@@ -178,6 +267,24 @@ fn handle_event(plan: &mut StreamPlan, tally: &mut Tally, event: &SseEvent) -> V
         return vec![plan.inbound.stream_error_frame(&api, &plan.request_id)];
     }
     relay_frame(plan, event).into_iter().collect()
+}
+
+/// An upstream's in-band error, restated in the gateway's words and status: the upstream's own
+/// message (which may name the vendor) never reaches the client.
+fn own_error_message(event: StreamEvent) -> StreamEvent {
+    match event {
+        StreamEvent::Error(error) => {
+            let api = ApiError::Upstream(UpstreamError::Status {
+                status: error.status,
+                message: None,
+            });
+            StreamEvent::Error(StreamError {
+                status: api.status().as_u16(),
+                message: api.to_string(),
+            })
+        }
+        other => other,
+    }
 }
 
 fn error_frames(plan: &mut StreamPlan, error: &ApiError) -> Vec<String> {

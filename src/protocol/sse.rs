@@ -1,7 +1,7 @@
 //! Server-sent events (protocols.md §0): an incremental parser — feed bytes as they arrive, get
 //! whole events — and a frame writer. Lines end in LF, CRLF or CR; `data:` may or may not have a
 //! space after the colon; comment lines (`:…`) are skipped, except that DashScope's
-//! `:HTTP_STATUS/NNN` comment is kept as `status`; several `data:` lines join with `\n`; a last
+//! `:HTTP_STATUS/NNN` comment (or a `status:` line) is kept as `status`; several `data:` lines join with `\n`; a last
 //! event without a trailing blank line is returned by `finish`.
 
 /// One parsed event.
@@ -103,6 +103,11 @@ impl SseParser {
                 self.current.id = Some(value.to_string());
                 self.has_fields = true;
             }
+            // The official DashScope SDK reads an error's status from a `status:` line.
+            "status" => {
+                self.current.status = value.trim().parse().ok();
+                self.has_fields = true;
+            }
             _ => {}
         }
     }
@@ -130,6 +135,10 @@ pub fn frame(event: &SseEvent, space: bool) -> String {
     }
     if let Some(status) = event.status {
         out.push_str(&format!(":HTTP_STATUS/{status}\n"));
+        // DashScope documents the comment; its Python SDK reads a `status:` line on errors.
+        if event.event.as_deref() == Some("error") {
+            out.push_str(&format!("status{sep}{status}\n"));
+        }
     }
     for line in event.data.split('\n') {
         out.push_str(&format!("data{sep}{line}\n"));

@@ -340,16 +340,7 @@ def test_stream_cut_raises(anthropic_client, demo_model):
 @pytest.mark.parametrize(
     "demo_model",
     model_cases(
-        bugs={
-            "demo-gpt": STREAM_ERROR_TEXT_BUG.format(upstream="OpenAI", leaked="mock stream error"),
-            "demo-qwen": STREAM_ERROR_TEXT_BUG.format(
-                upstream="DashScope", leaked="InternalError: mock stream error"
-            ),
-            "demo-minimax": STREAM_ERROR_TEXT_BUG.format(
-                upstream="MiniMax", leaked="mock stream error (MiniMax error 1024)"
-            ),
-        }
-    ),
+        ),
 )
 def test_stream_error_message_is_the_gateways(anthropic_client, demo_model):
     """A failure mid-stream reads like any other upstream failure: the gateway's message, never
@@ -441,16 +432,7 @@ QWEN_STREAM_ERROR_BUG = (
     "demo_model,stream",
     model_cases(
         STREAM_VARIANTS,
-        bugs={
-            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
-                status=429,
-                upstream="Throttling.RateQuota",
-                kind="rate_limit_error",
-                expected="429 rate_limit_error",
-                sdk_error="anthropic.RateLimitError",
-            )
-        },
-    ),
+        ),
 )
 def test_upstream_rate_limit(anthropic_client, demo_model, stream):
     with pytest.raises(anthropic.RateLimitError) as caught:
@@ -463,16 +445,7 @@ def test_upstream_rate_limit(anthropic_client, demo_model, stream):
     "demo_model,stream",
     model_cases(
         STREAM_VARIANTS,
-        bugs={
-            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
-                status=500,
-                upstream="InternalError",
-                kind="api_error",
-                expected="502 api_error",
-                sdk_error="anthropic.InternalServerError",
-            )
-        },
-    ),
+        ),
 )
 def test_upstream_server_error(anthropic_client, demo_model, stream):
     with pytest.raises(anthropic.InternalServerError) as caught:
@@ -546,11 +519,6 @@ def test_models_list(anthropic_bearer_client, demo_model):
     assert (one.id, one.type, one.display_name) == (demo_model, "model", DISPLAY_NAMES[demo_model])
 
 
-@pytest.mark.skip(
-    reason="gateway bug: Anthropic-dialect responses carry the request id only as `x-request-id`; "
-    "the anthropic SDK reads `request-id` (as the Anthropic API sends it), so "
-    "`message._request_id` and `APIStatusError.request_id` are None for every model"
-)
 def test_request_id_is_exposed(anthropic_client):
     message = anthropic_client.messages.create(
         model="demo-claude", max_tokens=MAX_TOKENS, messages=user(GREETING)

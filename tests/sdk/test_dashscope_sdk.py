@@ -244,14 +244,7 @@ def test_stream_in_band_error_is_reported(dashscope_sdk, demo_model, incremental
 @pytest.mark.parametrize(
     "demo_model",
     model_cases(
-        bugs={
-            "demo-gpt": STREAM_ERROR_TEXT_BUG.format(upstream="OpenAI", leaked="mock stream error"),
-            "demo-claude": STREAM_ERROR_TEXT_BUG.format(upstream="Anthropic", leaked="Overloaded"),
-            "demo-minimax": STREAM_ERROR_TEXT_BUG.format(
-                upstream="MiniMax", leaked="mock stream error (MiniMax error 1024)"
-            ),
-        }
-    ),
+        ),
 )
 def test_stream_error_message_is_the_gateways(dashscope_sdk, demo_model):
     """A failure mid-stream reads like any other upstream failure: the gateway's message, never
@@ -392,12 +385,7 @@ def call_and_read(model: str, text: str, stream_it: bool, **options):
     "demo_model,streamed",
     model_cases(
         STREAM_VARIANTS,
-        bugs={
-            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
-                status=429, code="Throttling.RateQuota"
-            )
-        },
-    ),
+        ),
 )
 def test_upstream_rate_limit(dashscope_sdk, demo_model, streamed):
     response = call_and_read(demo_model, "Hi [mock:status=429]", streamed)
@@ -408,12 +396,7 @@ def test_upstream_rate_limit(dashscope_sdk, demo_model, streamed):
     "demo_model,streamed",
     model_cases(
         STREAM_VARIANTS,
-        bugs={
-            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
-                status=500, code="InternalError"
-            )
-        },
-    ),
+        ),
 )
 def test_upstream_server_error(dashscope_sdk, demo_model, streamed):
     response = call_and_read(demo_model, "Hi [mock:status=500]", streamed)

@@ -246,16 +246,7 @@ def test_stream_in_band_upstream_error_raises_in_the_sdk(client, demo_model):
 @pytest.mark.parametrize(
     "demo_model",
     model_cases(
-        bugs={
-            "demo-claude": STREAM_ERROR_TEXT_BUG.format(upstream="Anthropic", leaked="Overloaded"),
-            "demo-qwen": STREAM_ERROR_TEXT_BUG.format(
-                upstream="DashScope", leaked="InternalError: mock stream error"
-            ),
-            "demo-minimax": STREAM_ERROR_TEXT_BUG.format(
-                upstream="MiniMax", leaked="mock stream error (MiniMax error 1024)"
-            ),
-        }
-    ),
+        ),
 )
 def test_stream_error_message_is_the_gateways(client, demo_model):
     """A failure mid-stream reads like any other upstream failure: the gateway's message, never
@@ -470,15 +461,7 @@ QWEN_STREAM_ERROR_BUG = (
     "demo_model,stream",
     model_cases(
         STREAM_VARIANTS,
-        bugs={
-            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
-                upstream="Throttling.RateQuota",
-                status=429,
-                expected="429 rate_limit_exceeded",
-                sdk_error="openai.RateLimitError",
-            )
-        },
-    ),
+        ),
 )
 def test_upstream_rate_limit(client, demo_model, stream):
     with pytest.raises(openai.RateLimitError) as caught:
@@ -493,15 +476,7 @@ def test_upstream_rate_limit(client, demo_model, stream):
     "demo_model,stream",
     model_cases(
         STREAM_VARIANTS,
-        bugs={
-            ("demo-qwen", "stream"): QWEN_STREAM_ERROR_BUG.format(
-                upstream="InternalError",
-                status=500,
-                expected="502 server_error",
-                sdk_error="openai.InternalServerError",
-            )
-        },
-    ),
+        ),
 )
 def test_upstream_server_error(client, demo_model, stream):
     with pytest.raises(openai.InternalServerError) as caught:

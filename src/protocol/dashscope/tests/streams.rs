@@ -194,7 +194,7 @@ fn after_an_error_the_encoder_sends_nothing_more() {
     assert_eq!(
         frames,
         vec![
-            "id:1\nevent:error\n:HTTP_STATUS/408\ndata:{\"code\":\"RequestTimeOut\",\"message\":\"upstream timed out\",\"request_id\":\"gw\"}\n\n"
+            "id:1\nevent:error\n:HTTP_STATUS/408\nstatus:408\ndata:{\"code\":\"RequestTimeOut\",\"message\":\"upstream timed out\",\"request_id\":\"gw\"}\n\n"
         ]
     );
     let more = encoder.feed(&StreamEvent::TextDelta {
