@@ -170,18 +170,13 @@ async fn errors_come_back_in_the_callers_envelope_in_every_combination() {
     ];
     for (i, client) in CLIENTS.into_iter().enumerate() {
         for model in UPSTREAMS {
-            for (directive, statuses) in cases {
-                let r = call(
-                    &env,
-                    client,
-                    KEY_AUTO,
-                    model,
-                    &format!("hi {directive}"),
-                    false,
-                    false,
-                )
-                .await;
-                let what = format!("{client:?} → {model} {directive}: {r:?}");
+            // Streams too: a stream that fails before any output is an ordinary failure with a
+            // real HTTP status — even from DashScope, which reports it inside an HTTP 200 stream.
+            let variants = cases.into_iter().flat_map(|c| [(c, false), (c, true)]);
+            for ((directive, statuses), stream) in variants {
+                let text = format!("hi {directive}");
+                let r = call(&env, client, KEY_AUTO, model, &text, stream, false).await;
+                let what = format!("{client:?} → {model} {directive} stream={stream}: {r:?}");
                 check(
                     &mut failures,
                     r.status == statuses[i],
