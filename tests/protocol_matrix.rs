@@ -773,3 +773,107 @@ async fn untranslatable_requests_are_relayed_to_their_own_protocol_and_refused_e
     );
     env.finish().await;
 }
+
+/// Images — by URL and inline base64 — reach every upstream in that protocol's own form
+/// (Anthropic image blocks with the media type checked against the bytes, DashScope's multimodal
+/// endpoint, OpenAI-style parts elsewhere).
+#[tokio::test]
+async fn images_by_url_and_base64_reach_every_upstream_in_its_own_form() {
+    let env = matrix_env().await;
+    // A real PNG signature, declared as JPEG: the Anthropic encoder must trust the bytes.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    for model in UPSTREAMS {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Describe these"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+            {"type": "image_url", "image_url": {"url": format!("data:image/jpeg;base64,{png}")}}]}]});
+        let response = env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(KEY_AUTO)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{model}");
+    }
+    let seen = env.mock.requests().await;
+    let sent = |path_part: &str| {
+        seen.iter()
+            .find(|r| r["path"].as_str().is_some_and(|p| p.contains(path_part)))
+            .cloned()
+            .unwrap()
+    };
+
+    let anthropic = sent("/v1/messages");
+    let blocks = anthropic["body"]["messages"][0]["content"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        blocks[1]["source"],
+        json!({"type": "url", "url": "https://example.com/cat.png"})
+    );
+    assert_eq!(blocks[2]["source"]["type"], "base64");
+    assert_eq!(
+        blocks[2]["source"]["media_type"], "image/png",
+        "sniffed from the bytes"
+    );
+    assert_eq!(blocks[2]["source"]["data"], png);
+
+    let dashscope = sent("multimodal-generation");
+    let content = dashscope["body"]["input"]["messages"][0]["content"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        content
+            .iter()
+            .any(|p| p["image"] == "https://example.com/cat.png"),
+        "{dashscope}"
+    );
+    assert!(
+        content.iter().any(|p| p["text"] == "Describe these"),
+        "{dashscope}"
+    );
+
+    for path in ["/v1/chat/completions", "/v1/text/chatcompletion_v2"] {
+        let openai_style = sent(path);
+        let parts = openai_style["body"]["messages"][0]["content"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            parts[1]["image_url"]["url"], "https://example.com/cat.png",
+            "{path}"
+        );
+        assert!(
+            parts[2]["image_url"]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with(png),
+            "{path}"
+        );
+    }
+    env.finish().await;
+}
+
+/// A client that sets no output limit, in front of Anthropic (which requires one): the limit
+/// comes from that model's catalog entry, not a global default.
+#[tokio::test]
+async fn the_max_tokens_anthropic_requires_is_the_models_own_default() {
+    let env = matrix_env().await;
+    let ok = env
+        .http
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(KEY_AUTO)
+        .json(&json!({"model": "via-anthropic", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let seen = env.mock.requests().await;
+    let sent = seen.iter().find(|r| r["path"] == "/v1/messages").unwrap();
+    assert_eq!(sent["body"]["max_tokens"], 777, "{sent}");
+    env.finish().await;
+}

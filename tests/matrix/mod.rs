@@ -28,9 +28,16 @@ pub fn matrix_catalog(mock: std::net::SocketAddr) -> String {
             crate::common::UPSTREAM_CREDENTIAL
         )
     };
+    // via-anthropic has its own output limit: Anthropic requires one, and it must come from the
+    // model, not a global default.
     let model = |name: &str, provider: &str| {
+        let limit = if name == "via-anthropic" {
+            "max_output_tokens = 777\n"
+        } else {
+            ""
+        };
         format!(
-            "[[models]]\nname = \"{name}\"\ndisplay_name = \"{name}\"\ninput_price = 1_000_000\noutput_price = 2_000_000\ncached_input_price = 500_000\n\n[[routes]]\nmodel = \"{name}\"\nmax_attempts = 1\ndeployments = [ {{ provider = \"{provider}\", upstream_model = \"up-{name}\", weight = 1, priority = 0 }} ]\n\n"
+            "[[models]]\nname = \"{name}\"\ndisplay_name = \"{name}\"\ninput_price = 1_000_000\noutput_price = 2_000_000\ncached_input_price = 500_000\n{limit}\n[[routes]]\nmodel = \"{name}\"\nmax_attempts = 1\ndeployments = [ {{ provider = \"{provider}\", upstream_model = \"up-{name}\", weight = 1, priority = 0 }} ]\n\n"
         )
     };
     let mut text = String::new();
