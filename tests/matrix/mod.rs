@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::Env;
+use crate::common::{env, eventually, import_text, stores, Env, KEY_AUTO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
@@ -321,5 +321,49 @@ fn read_stream(client: Client, raw: &str, reading: &mut Reading) {
     }
     if !arguments.is_empty() {
         reading.tool_arguments = serde_json::from_str(&arguments).ok();
+    }
+}
+
+/// A replica serving the matrix catalog (one public model per upstream protocol), once the
+/// catalog has reached it through the event log.
+pub async fn matrix_env() -> Env {
+    let store = stores().await.remove(0);
+    let env = env(store).await;
+    let core = env.store.core().await;
+    import_text(&core, &matrix_catalog(env.mock.addr)).await;
+    // The serving replica picks the import up from the log.
+    let core_position = core.db.head().await.unwrap();
+    drop(core);
+    let http = env.http.clone();
+    let url = env.url("/v1/models");
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let body: serde_json::Value = http
+                    .get(url)
+                    .bearer_auth(KEY_AUTO)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["id"] == "via-minimax")
+            }
+        })
+        .await,
+        "matrix catalog reached the replica (head {core_position:?})"
+    );
+    env
+}
+
+pub fn check(failures: &mut Vec<String>, ok: bool, what: String) {
+    if !ok {
+        failures.push(what);
     }
 }
