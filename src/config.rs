@@ -22,6 +22,9 @@ pub struct Settings {
     pub upstream_first_byte_timeout: Duration,
     /// Longest pause between two chunks of a streaming upstream response.
     pub upstream_idle_timeout: Duration,
+    /// Keep-alive `ping` events toward Anthropic clients while a translated upstream is silent
+    /// (protocols.md §6.1).
+    pub stream_ping_every: Duration,
     pub metering_flush: Duration,
     pub metering_batch: usize,
     pub lease_chunk: Money,
@@ -40,6 +43,7 @@ impl Settings {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
             upstream_idle_timeout: Duration::from_secs(120),
+            stream_ping_every: Duration::from_secs(15),
             metering_flush: Duration::from_millis(50),
             metering_batch: 256,
             lease_chunk: Money(1_000_000),

@@ -575,3 +575,44 @@ async fn the_max_tokens_anthropic_requires_is_the_models_own_default() {
     assert_eq!(sent["body"]["max_tokens"], 777, "{sent}");
     env.finish().await;
 }
+
+/// Anthropic clients of a translated stream get keep-alive pings while the upstream is silent
+/// (protocols.md §6.1), and the content is unchanged around them.
+#[tokio::test]
+async fn silent_upstreams_send_anthropic_clients_keep_alive_pings() {
+    let env =
+        matrix_env_with(|s| s.stream_ping_every = std::time::Duration::from_millis(100)).await;
+    let body = json!({"model": "via-openai", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": "[mock:words=3] [mock:chunk_delay_ms=300]"}]});
+    let response = env
+        .http
+        .post(env.url("/v1/messages"))
+        .header("x-api-key", KEY_AUTO)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let frames = frames(&response.text().await.unwrap());
+    let names: Vec<&str> = frames.iter().filter_map(|(e, _)| e.as_deref()).collect();
+    let first_delta = names
+        .iter()
+        .position(|n| *n == "content_block_delta")
+        .unwrap();
+    let pings_between = names[first_delta..]
+        .iter()
+        .filter(|n| **n == "ping")
+        .count();
+    assert!(
+        pings_between >= 2,
+        "pings while the upstream waited 300 ms between chunks: {names:?}"
+    );
+    assert_eq!(names.last(), Some(&"message_stop"));
+    let text: String = frames
+        .iter()
+        .filter(|(e, _)| e.as_deref() == Some("content_block_delta"))
+        .filter_map(|(_, d)| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(text, "w1 w2 w3");
+    env.finish().await;
+}

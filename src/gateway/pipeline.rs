@@ -257,6 +257,8 @@ async fn run(
                 public_model: request.model.clone(),
                 include_usage: request.include_usage,
                 idle_timeout: state.settings.upstream_idle_timeout,
+                ping_every: (matches!(inbound, Inbound::Anthropic) && !relayed)
+                    .then_some(state.settings.stream_ping_every),
             };
             let overhead = before_upstream + upstream_done.elapsed();
             let mut response = Response::new(relay(upstream, plan, meter));

@@ -99,6 +99,49 @@ pub struct StreamPlan {
     /// Whether an OpenAI client asked for the usage chunk (relay mode drops it otherwise).
     pub include_usage: bool,
     pub idle_timeout: Duration,
+    /// Send a keep-alive ping this often while the upstream is silent (Anthropic clients of a
+    /// translated stream; an Anthropic upstream sends its own).
+    pub ping_every: Option<Duration>,
+}
+
+const ANTHROPIC_PING: &str = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
+
+/// What waiting for the next upstream chunk produced.
+enum Next {
+    Chunk(Option<Result<Bytes, reqwest::Error>>),
+    IdleTimeout,
+    ClientGone,
+}
+
+/// Waits for the next upstream chunk, pinging the client meanwhile when the plan says so.
+async fn next_chunk(
+    bytes: &mut Fuse<BoxStream<'static, Result<Bytes, reqwest::Error>>>,
+    idle_timeout: Duration,
+    ping_every: Option<Duration>,
+    sender: &mpsc::Sender<Bytes>,
+) -> Next {
+    let deadline = tokio::time::Instant::now() + idle_timeout;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Next::IdleTimeout;
+        }
+        let wait = ping_every.map_or(deadline - now, |every| every.min(deadline - now));
+        // `next()` is cancel-safe: a timed-out wait loses no data.
+        match tokio::time::timeout(wait, bytes.next()).await {
+            Ok(item) => return Next::Chunk(item),
+            Err(_) if ping_every.is_some() && tokio::time::Instant::now() < deadline => {
+                if sender
+                    .send(Bytes::from_static(ANTHROPIC_PING.as_bytes()))
+                    .await
+                    .is_err()
+                {
+                    return Next::ClientGone;
+                }
+            }
+            Err(_) => return Next::IdleTimeout,
+        }
+    }
 }
 
 /// Starts streaming `upstream` and returns the response body. Metering happens when the stream
@@ -189,20 +232,25 @@ async fn pump(
                 break 'read;
             }
         }
-        let chunk = match tokio::time::timeout(plan.idle_timeout, bytes.next()).await {
-            Err(_) => {
+        let chunk = match next_chunk(&mut bytes, plan.idle_timeout, plan.ping_every, &sender).await
+        {
+            Next::ClientGone => {
+                client_gone = true;
+                break;
+            }
+            Next::IdleTimeout => {
                 failure = Some(ApiError::Upstream(UpstreamError::Timeout));
                 break;
             }
-            Ok(None) => break,
-            Ok(Some(Err(error))) => {
+            Next::Chunk(None) => break,
+            Next::Chunk(Some(Err(error))) => {
                 tracing::warn!(%error, "upstream stream broke");
                 failure = Some(ApiError::Upstream(UpstreamError::Transport(
                     "stream interrupted".into(),
                 )));
                 break;
             }
-            Ok(Some(Ok(chunk))) => chunk,
+            Next::Chunk(Some(Ok(chunk))) => chunk,
         };
         for event in parser.feed(&chunk) {
             let frames = handle_event(&mut plan, &mut tally, &event);

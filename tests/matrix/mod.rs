@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{env, eventually, import_text, stores, Env, KEY_AUTO};
+use crate::common::{env_with, eventually, import_text, stores, Env, KEY_AUTO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
@@ -327,8 +327,13 @@ fn read_stream(client: Client, raw: &str, reading: &mut Reading) {
 /// A replica serving the matrix catalog (one public model per upstream protocol), once the
 /// catalog has reached it through the event log.
 pub async fn matrix_env() -> Env {
+    matrix_env_with(|_| {}).await
+}
+
+/// [`matrix_env`] with adjusted settings.
+pub async fn matrix_env_with(tweak: impl Fn(&mut modelrouter::config::Settings)) -> Env {
     let store = stores().await.remove(0);
-    let env = env(store).await;
+    let env = env_with(store, 0, tweak).await;
     let core = env.store.core().await;
     import_text(&core, &matrix_catalog(env.mock.addr)).await;
     // The serving replica picks the import up from the log.
