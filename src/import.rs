@@ -13,12 +13,12 @@ use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::provider::{ProviderCommand, ProviderConfig, UpstreamProtocol};
 use modelrouter_domain::route::{Deployment, RetryPolicy, RouteCommand};
 use modelrouter_domain::tenant::{normalize_email, TenantCommand};
-use modelrouter_domain::{Money, Pricing};
+use modelrouter_domain::{DomainError, Money, Pricing};
 use serde::Deserialize;
 
 use crate::crypto::{generate_api_key, hash_api_key, hash_password, key_prefix, verify_password};
 use crate::server::Core;
-use crate::store::{self, LoginKind};
+use crate::store::{self, CommandError, LoginKind};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,12 +134,51 @@ pub async fn import_path(core: &Core, path: &Path) -> anyhow::Result<ImportRepor
     apply(core, &file, &Actor::Cli).await
 }
 
+/// Brings an existing tenant's password and name in line with the file. The password can only
+/// be checked against a hash the view already holds; a tenant registered too recently to be in
+/// the view keeps its password until the next import.
+async fn update_tenant(
+    core: &Core,
+    tenant_id: &str,
+    spec: &TenantSpec,
+    meta: &Metadata,
+) -> anyhow::Result<()> {
+    core.live.catch_up(&core.db).await?;
+    let current_hash = core
+        .live
+        .view()
+        .tenants
+        .get(tenant_id)
+        .map(|t| t.password_hash.clone());
+    if let Some(hash) = current_hash {
+        if !verify_password(&spec.password, &hash) {
+            let change = TenantCommand::ChangePassword {
+                password_hash: hash_password(&spec.password)?,
+            };
+            core.commands
+                .tenants
+                .execute(tenant_id, change, meta)
+                .await?;
+        }
+    }
+    let rename = TenantCommand::Rename {
+        name: spec.name.clone(),
+    };
+    core.commands
+        .tenants
+        .execute(tenant_id, rename, meta)
+        .await?;
+    Ok(())
+}
+
 /// Namespace for key ids derived from key hashes, so a key imported twice is one key.
 const KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d6f_6465_6c72_6f75_7465_722d_6b65_7973);
 
 pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Result<ImportReport> {
-    let before = core.db.head().await?;
-    let meta = Metadata::new(actor);
+    // Every command of this run carries the run's id, so the events it appended can be counted
+    // exactly (and found in the audit trail), whatever else writes to the store meanwhile.
+    let run_id = format!("import-{}", uuid::Uuid::new_v4().simple());
+    let meta = Metadata::new(actor).request_id(&run_id);
     let commands = &core.commands;
     let mut report = ImportReport::default();
 
@@ -239,59 +278,37 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
     for t in &file.tenants {
         let email = normalize_email(&t.email)?;
         let at = format!("tenant {email}");
-        let tenant_id = match store::email_owner(&core.db, &email, LoginKind::Tenant).await? {
-            Some(id) if core.live.view().tenants.contains_key(&id) => {
-                let current_hash = core
-                    .live
-                    .view()
-                    .tenants
-                    .get(&id)
-                    .map(|t| t.password_hash.clone());
-                if !current_hash.is_some_and(|hash| verify_password(&t.password, &hash)) {
-                    let change = TenantCommand::ChangePassword {
-                        password_hash: hash_password(&t.password)?,
-                    };
-                    commands
-                        .tenants
-                        .execute(&id, change, &meta)
-                        .await
-                        .context(at.clone())?;
+        // The aggregate, not the (possibly lagging) view, says whether the tenant exists.
+        let (tenant_id, reserved_now) =
+            match store::email_owner(&core.db, &email, LoginKind::Tenant).await? {
+                Some(id) => (id, false),
+                None => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    if !store::reserve_email(&core.db, &email, LoginKind::Tenant, &id).await? {
+                        bail!("{at}: the email is taken by another login");
+                    }
+                    (id, true)
                 }
-                commands
-                    .tenants
-                    .execute(
-                        &id,
-                        TenantCommand::Rename {
-                            name: t.name.clone(),
-                        },
-                        &meta,
-                    )
+            };
+        let register = TenantCommand::Register {
+            email: email.clone(),
+            name: t.name.clone(),
+            password_hash: hash_password(&t.password)?,
+        };
+        match commands.tenants.execute(&tenant_id, register, &meta).await {
+            Ok(()) => {}
+            Err(CommandError::Domain(DomainError::AlreadyExists(_))) => {
+                update_tenant(core, &tenant_id, t, &meta)
                     .await
                     .context(at.clone())?;
-                id
             }
-            reserved => {
-                let id = reserved.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                if !store::reserve_email(&core.db, &email, LoginKind::Tenant, &id).await?
-                    && store::email_owner(&core.db, &email, LoginKind::Tenant)
-                        .await?
-                        .as_deref()
-                        != Some(id.as_str())
-                {
-                    bail!("{at}: the email is taken by another login");
+            Err(error) => {
+                if reserved_now {
+                    store::release_email(&core.db, &email, &tenant_id).await?;
                 }
-                let register = TenantCommand::Register {
-                    email: email.clone(),
-                    name: t.name.clone(),
-                    password_hash: hash_password(&t.password)?,
-                };
-                if let Err(error) = commands.tenants.execute(&id, register, &meta).await {
-                    store::release_email(&core.db, &email, &id).await?;
-                    return Err(anyhow::Error::new(error).context(at));
-                }
-                id
+                return Err(anyhow::Error::new(error).context(at));
             }
-        };
+        }
         if t.balance < 0 {
             bail!("{at}: balance must not be negative");
         }
@@ -324,65 +341,60 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
                     None,
                 ),
             };
-            let existing = core
-                .live
-                .view()
-                .key_by_id(&key_id)
-                .map(|e| e.tenant_id.clone());
-            match existing {
-                Some(owner) if owner != tenant_id => {
-                    bail!("{key_at}: the key belongs to another tenant")
-                }
-                Some(_) => {
-                    commands
-                        .keys
-                        .execute(
-                            &key_id,
-                            ApiKeyCommand::ChangeScope {
-                                scope: k.scope.clone(),
-                            },
-                            &meta,
-                        )
-                        .await
-                        .context(key_at.clone())?;
-                    commands
-                        .keys
-                        .execute(
-                            &key_id,
-                            ApiKeyCommand::Rename {
-                                name: k.name.clone(),
-                            },
-                            &meta,
-                        )
-                        .await
-                        .context(key_at)?;
-                }
-                None => {
-                    let key = plaintext.unwrap_or_else(generate_api_key);
-                    let create = ApiKeyCommand::Create {
-                        tenant_id: tenant_id.clone(),
-                        name: k.name.clone(),
-                        hash: hash_api_key(&key),
-                        prefix: key_prefix(&key),
-                        scope: k.scope.clone(),
-                        expires_at: None,
-                    };
-                    commands
-                        .keys
-                        .execute(&key_id, create, &meta)
-                        .await
-                        .context(key_at)?;
+            let key = plaintext.clone().unwrap_or_else(generate_api_key);
+            let create = ApiKeyCommand::Create {
+                tenant_id: tenant_id.clone(),
+                name: k.name.clone(),
+                hash: hash_api_key(&key),
+                prefix: key_prefix(&key),
+                scope: k.scope.clone(),
+                expires_at: None,
+            };
+            match commands.keys.execute(&key_id, create, &meta).await {
+                Ok(()) => {
                     if k.key.is_none() {
                         report
                             .generated_keys
                             .push((email.clone(), k.name.clone(), key));
                     }
                 }
+                Err(CommandError::Domain(DomainError::AlreadyExists(_))) => {
+                    // The key exists: update it, but only if it is this tenant's.
+                    core.live.catch_up(&core.db).await?;
+                    let owner = core
+                        .live
+                        .view()
+                        .key_by_id(&key_id)
+                        .map(|e| e.tenant_id.clone());
+                    match owner {
+                        Some(owner) if owner == tenant_id => {}
+                        Some(_) => bail!("{key_at}: the key belongs to another tenant"),
+                        None => {
+                            bail!("{key_at}: the key exists but is not visible yet; import again")
+                        }
+                    }
+                    let scope = ApiKeyCommand::ChangeScope {
+                        scope: k.scope.clone(),
+                    };
+                    commands
+                        .keys
+                        .execute(&key_id, scope, &meta)
+                        .await
+                        .context(key_at.clone())?;
+                    let rename = ApiKeyCommand::Rename {
+                        name: k.name.clone(),
+                    };
+                    commands
+                        .keys
+                        .execute(&key_id, rename, &meta)
+                        .await
+                        .context(key_at)?;
+                }
+                Err(error) => return Err(anyhow::Error::new(error).context(key_at)),
             }
         }
     }
     core.live.catch_up(&core.db).await?;
-    let after = core.db.head().await?;
-    report.events = after.position - before.position;
+    report.events = core.db.count_events_of_request(&run_id).await?;
     Ok(report)
 }

@@ -178,6 +178,26 @@ impl Db {
         Ok(rows)
     }
 
+    /// How many events carry `request_id` in their metadata (e.g. one import run's).
+    pub async fn count_events_of_request(&self, request_id: &str) -> Result<i64, sqlx::Error> {
+        match self {
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM events WHERE json_extract(metadata, '$.request_id') = $1",
+                )
+                .bind(request_id)
+                .fetch_one(pool)
+                .await
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE metadata->>'request_id' = $1")
+                    .bind(request_id)
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+    }
+
     /// The position of the newest event a tailer could read now.
     pub async fn head(&self) -> Result<TailPosition, sqlx::Error> {
         match self {
