@@ -125,12 +125,7 @@ async fn dashscope_clients_get_cumulative_streams_and_the_text_format_from_any_u
         );
     }
     env.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[tokio::test]
@@ -213,9 +208,7 @@ async fn reasoning_lands_in_each_protocols_reasoning_field_never_in_the_text() {
     let env = matrix_env().await;
     let mut failures = Vec::new();
     for model in UPSTREAMS {
-        let openai: serde_json::Value = env.http.post(env.url("/v1/chat/completions")).bearer_auth(KEY_AUTO)
-            .json(&json!({"model": model, "messages": [{"role": "user", "content": "Hi [mock:thinking]"}]}))
-            .send().await.unwrap().json().await.unwrap();
+        let openai = post_json(&env, Client::OpenAi, model, "Hi [mock:thinking]").await;
         let message = &openai["choices"][0]["message"];
         check(
             &mut failures,
@@ -236,9 +229,7 @@ async fn reasoning_lands_in_each_protocols_reasoning_field_never_in_the_text() {
             );
         }
 
-        let anthropic: serde_json::Value = env.http.post(env.url("/v1/messages")).header("x-api-key", KEY_AUTO)
-            .json(&json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "Hi [mock:thinking]"}]}))
-            .send().await.unwrap().json().await.unwrap();
+        let anthropic = post_json(&env, Client::Anthropic, model, "Hi [mock:thinking]").await;
         let blocks = anthropic["content"].as_array().cloned().unwrap_or_default();
         check(
             &mut failures,
@@ -266,9 +257,7 @@ async fn reasoning_lands_in_each_protocols_reasoning_field_never_in_the_text() {
             );
         }
 
-        let dashscope: serde_json::Value = env.http.post(env.url("/api/v1/services/aigc/text-generation/generation")).bearer_auth(KEY_AUTO)
-            .json(&json!({"model": model, "input": {"messages": [{"role": "user", "content": "Hi [mock:thinking]"}]}, "parameters": {"result_format": "message"}}))
-            .send().await.unwrap().json().await.unwrap();
+        let dashscope = post_json(&env, Client::DashScope, model, "Hi [mock:thinking]").await;
         let message = &dashscope["output"]["choices"][0]["message"];
         check(
             &mut failures,
@@ -282,12 +271,7 @@ async fn reasoning_lands_in_each_protocols_reasoning_field_never_in_the_text() {
         );
     }
     env.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[tokio::test]
@@ -297,26 +281,14 @@ async fn cached_tokens_are_neither_double_counted_nor_free() {
     // "Hello there [mock:cache_read=3]": 3 words + 3 = 6 input tokens, 3 of them cached.
     let text = "Hello there [mock:cache_read=3]";
     for model in ["via-openai", "via-anthropic", "via-dashscope"] {
-        let openai: serde_json::Value = env
-            .http
-            .post(env.url("/v1/chat/completions"))
-            .bearer_auth(KEY_AUTO)
-            .json(&json!({"model": model, "messages": [{"role": "user", "content": text}]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let openai = post_json(&env, Client::OpenAi, model, text).await;
         let usage = &openai["usage"];
         check(
             &mut failures,
             usage["prompt_tokens"] == 6 && usage["prompt_tokens_details"]["cached_tokens"] == 3,
             format!("openai ← {model}: {usage}"),
         );
-        let anthropic: serde_json::Value = env.http.post(env.url("/v1/messages")).header("x-api-key", KEY_AUTO)
-            .json(&json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}))
-            .send().await.unwrap().json().await.unwrap();
+        let anthropic = post_json(&env, Client::Anthropic, model, text).await;
         let usage = &anthropic["usage"];
         check(
             &mut failures,
@@ -340,12 +312,7 @@ async fn cached_tokens_are_neither_double_counted_nor_free() {
             ),
         );
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[tokio::test]

@@ -67,12 +67,7 @@ async fn plain_text_whole_and_streamed_with_usage_in_every_combination() {
             );
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[tokio::test]
@@ -110,12 +105,7 @@ async fn tool_calls_whole_and_streamed_in_every_combination() {
         }
     }
     env.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[tokio::test]
@@ -184,12 +174,7 @@ async fn errors_come_back_in_the_callers_envelope_in_every_combination() {
         );
     }
     env.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[tokio::test]
@@ -242,10 +227,5 @@ async fn mid_stream_failures_arrive_in_band_in_every_combination() {
         broken == 24,
         format!("{broken} broken streams metered as failures, 24 expected"),
     );
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }

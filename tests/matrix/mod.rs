@@ -72,6 +72,86 @@ pub struct Reading {
     pub finish: Option<String>,
 }
 
+/// The body a `client` of each protocol sends for one user `text`.
+pub fn request_body(client: Client, model: &str, text: &str, stream: bool, tools: bool) -> Value {
+    let mut body = match client {
+        Client::OpenAi => json!({"model": model, "messages": [{"role": "user", "content": text}]}),
+        Client::Anthropic => json!({"model": model, "max_tokens": 256,
+            "messages": [{"role": "user", "content": text}]}),
+        Client::DashScope => json!({"model": model,
+            "input": {"messages": [{"role": "user", "content": text}]},
+            "parameters": {"result_format": "message", "incremental_output": true}}),
+    };
+    match client {
+        Client::OpenAi if stream => {
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        Client::Anthropic if stream => body["stream"] = json!(true),
+        _ => {}
+    }
+    if tools {
+        match client {
+            Client::OpenAi => body["tools"] = weather_tool_openai(),
+            Client::Anthropic => {
+                body["tools"] = json!([{"name": "get_weather", "description": "Weather by city",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                        "required": ["city"]}}])
+            }
+            Client::DashScope => body["parameters"]["tools"] = weather_tool_openai(),
+        }
+    }
+    body
+}
+
+/// A request to `client`'s endpoint with the auth and stream switch that protocol uses.
+pub fn request_to(env: &Env, client: Client, key: &str, stream: bool) -> reqwest::RequestBuilder {
+    match client {
+        Client::OpenAi => env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(key),
+        Client::Anthropic => env
+            .http
+            .post(env.url("/v1/messages"))
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01"),
+        Client::DashScope => {
+            let request = env
+                .http
+                .post(env.url("/api/v1/services/aigc/text-generation/generation"))
+                .bearer_auth(key);
+            if stream {
+                request.header("X-DashScope-SSE", "enable")
+            } else {
+                request
+            }
+        }
+    }
+}
+
+/// One whole (non-streamed) answer to `text`, as the client's raw JSON.
+pub async fn post_json(env: &Env, client: Client, model: &str, text: &str) -> Value {
+    request_to(env, client, KEY_AUTO, false)
+        .json(&request_body(client, model, text, false, false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Fails the test with every collected failure, one per line.
+pub fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 pub async fn call(
     env: &Env,
     client: Client,
@@ -81,53 +161,8 @@ pub async fn call(
     stream: bool,
     tools: bool,
 ) -> Reading {
-    let http = &env.http;
-    let (url, body, mut request) = match client {
-        Client::OpenAi => {
-            let mut body = json!({"model": model, "messages": [{"role": "user", "content": text}]});
-            if stream {
-                body["stream"] = json!(true);
-                body["stream_options"] = json!({"include_usage": true});
-            }
-            if tools {
-                body["tools"] = weather_tool_openai();
-            }
-            let url = env.url("/v1/chat/completions");
-            let request = http.post(&url).bearer_auth(key);
-            (url, body, request)
-        }
-        Client::Anthropic => {
-            let mut body = json!({"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": text}]});
-            if stream {
-                body["stream"] = json!(true);
-            }
-            if tools {
-                body["tools"] = json!([{"name": "get_weather", "description": "Weather by city",
-                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
-            }
-            let url = env.url("/v1/messages");
-            let request = http
-                .post(&url)
-                .header("x-api-key", key)
-                .header("anthropic-version", "2023-06-01");
-            (url, body, request)
-        }
-        Client::DashScope => {
-            let mut body = json!({"model": model, "input": {"messages": [{"role": "user", "content": text}]},
-                "parameters": {"result_format": "message", "incremental_output": true}});
-            if tools {
-                body["parameters"]["tools"] = weather_tool_openai();
-            }
-            let url = env.url("/api/v1/services/aigc/text-generation/generation");
-            let mut request = http.post(&url).bearer_auth(key);
-            if stream {
-                request = request.header("X-DashScope-SSE", "enable");
-            }
-            (url, body, request)
-        }
-    };
-    let _ = url;
-    request = request.json(&body);
+    let request = request_to(env, client, key, stream)
+        .json(&request_body(client, model, text, stream, tools));
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let content_type = response
