@@ -260,43 +260,25 @@ fn decode_block(i: usize, block: Block) -> Result<Option<Part>, InvalidRequest> 
                 WireImage::Url { url } => ImageSource::Url { url },
             },
         }),
-        Block::Known(KnownBlock::ToolUse {
-            id, name, input, ..
-        }) => Some(Part::ToolCall {
-            id,
-            name,
-            arguments: arguments_from_input(&input),
-        }),
-        Block::Known(KnownBlock::Thinking {
-            thinking,
-            signature,
-            ..
-        }) => Some(Part::Reasoning {
-            text: thinking,
-            signature,
-            redacted: None,
-        }),
-        Block::Known(KnownBlock::RedactedThinking { data, .. }) => Some(Part::Reasoning {
-            text: String::new(),
-            signature: None,
-            redacted: Some(data),
-        }),
         Block::Known(KnownBlock::ToolResult { .. }) => {
             return Err(field_error(
                 "messages",
                 &format!("messages.{i}: tool_result blocks belong in a user message"),
             ))
         }
-        other => {
-            return Err(field_error(
-                "messages",
-                &format!(
-                    "messages.{i}: content block `{}` is not supported by this model's \
-                     upstream (or is malformed)",
-                    other.type_name()
-                ),
-            ))
-        }
+        other => match super::response::reasoning_or_tool_call(other) {
+            Ok(part) => Some(part),
+            Err(other) => {
+                return Err(field_error(
+                    "messages",
+                    &format!(
+                        "messages.{i}: content block `{}` is not supported by this model's \
+                         upstream (or is malformed)",
+                        other.type_name()
+                    ),
+                ))
+            }
+        },
     })
 }
 

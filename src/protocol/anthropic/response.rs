@@ -41,32 +41,40 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
 
 fn part_from_block(block: Block) -> Option<Part> {
     match block {
-        Block::Known(KnownBlock::Thinking {
-            thinking,
-            signature,
-            ..
-        }) => Some(Part::Reasoning {
-            text: thinking,
-            signature,
-            redacted: None,
-        }),
-        Block::Known(KnownBlock::RedactedThinking { data, .. }) => Some(Part::Reasoning {
-            text: String::new(),
-            signature: None,
-            redacted: Some(data),
-        }),
         Block::Known(KnownBlock::Text { text, .. }) => Some(Part::Text {
             text,
             cache_control: None,
         }),
+        other => reasoning_or_tool_call(other).ok(),
+    }
+}
+
+/// The blocks an assistant turn carries the same way in requests and responses: tool use and
+/// (redacted) thinking, signatures kept. Any other block is handed back.
+pub(super) fn reasoning_or_tool_call(block: Block) -> Result<Part, Block> {
+    match block {
+        Block::Known(KnownBlock::Thinking {
+            thinking,
+            signature,
+            ..
+        }) => Ok(Part::Reasoning {
+            text: thinking,
+            signature,
+            redacted: None,
+        }),
+        Block::Known(KnownBlock::RedactedThinking { data, .. }) => Ok(Part::Reasoning {
+            text: String::new(),
+            signature: None,
+            redacted: Some(data),
+        }),
         Block::Known(KnownBlock::ToolUse {
             id, name, input, ..
-        }) => Some(Part::ToolCall {
+        }) => Ok(Part::ToolCall {
             id,
             name,
             arguments: arguments_from_input(&input),
         }),
-        _ => None,
+        other => Err(other),
     }
 }
 
