@@ -170,7 +170,15 @@ async fn run(
                 fail(ApiError::Internal)
             }
         })?;
-    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // The client's own JSON is needed only to relay it to an upstream of the same protocol.
+    let relays = targets
+        .iter()
+        .any(|t| same_dialect(&inbound, t.provider.config.protocol));
+    let raw: Value = if relays {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
     let mut meter = Meter {
         state: state.clone(),
         request_id: id.id.clone(),
