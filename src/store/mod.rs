@@ -6,6 +6,7 @@
 
 mod appender;
 mod commands;
+pub mod sessions;
 
 pub use appender::{Appender, MeteringRecord};
 pub use commands::{CommandError, Commands};
