@@ -30,6 +30,23 @@ pub struct Settings {
     pub lease_chunk: Money,
     pub settle_every: Duration,
     pub tail_poll: Duration,
+    /// The portal's idea of this gateway's public address, for snippets and cookies
+    /// (`https://api.example.com`). None derives it from each request's `Host`.
+    pub public_url: Option<String>,
+    /// The platform currency's code, shown beside amounts (all amounts are micro-units of it).
+    pub currency: String,
+    /// Credited once to every tenant who signs up (a trial credit); zero for none.
+    pub signup_credit: Money,
+    /// A portal session ends after this long without a page view…
+    pub session_idle: Duration,
+    /// …and at the latest this long after sign-in.
+    pub session_absolute: Duration,
+    /// Failed sign-ins allowed per email within `login_window` before it is locked.
+    pub login_failures_per_email: u32,
+    /// Failed sign-ins allowed per client address within `login_window`.
+    pub login_failures_per_ip: u32,
+    pub login_window: Duration,
+    pub login_lockout: Duration,
 }
 
 impl Settings {
@@ -49,6 +66,15 @@ impl Settings {
             lease_chunk: Money(1_000_000),
             settle_every: Duration::from_secs(2),
             tail_poll: Duration::from_millis(250),
+            public_url: None,
+            currency: "USD".into(),
+            signup_credit: Money::ZERO,
+            session_idle: Duration::from_secs(12 * 3600),
+            session_absolute: Duration::from_secs(7 * 24 * 3600),
+            login_failures_per_email: 5,
+            login_failures_per_ip: 50,
+            login_window: Duration::from_secs(15 * 60),
+            login_lockout: Duration::from_secs(15 * 60),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - `allowance`: balance enforcement by leased allowances (no database on the hot path).
 //! - `protocol`: wire types and translation, pure (no HTTP client, no database).
 //! - `gateway`: the HTTP edge — auth, scope, routing, upstream calls, metering, errors.
+//! - `portal`: the tenant portal — pages under `/portal`, JSON under `/api/portal`.
 //! - `mock`: the mock upstream, part of the product (`mock-upstream`, `serve --demo`, benches).
 //! - `import`, `demo`, `server`: the CLI's work.
 
@@ -18,6 +19,7 @@ pub mod gateway;
 pub mod import;
 pub mod live;
 pub mod mock;
+pub mod portal;
 pub mod protocol;
 pub mod routing;
 pub mod server;

@@ -77,6 +77,16 @@ impl Live {
         Ok(total)
     }
 
+    /// Reads the log into the view and moves the SQL projections on: what a portal write calls
+    /// so that the page it redirects to shows the write (the tailer would within a poll).
+    pub async fn refresh(&self, db: &Db) -> Result<(), sqlx::Error> {
+        self.catch_up(db).await?;
+        for projection in Projection::ALL {
+            sql::catch_up(db, projection, BATCH).await?;
+        }
+        Ok(())
+    }
+
     /// Waits until the view has reached `position` or `timeout` passes.
     pub async fn wait_for(&self, position: TailPosition, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -9,6 +9,7 @@ use modelrouter::config::Settings;
 use modelrouter::server::Core;
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::operator::{OperatorCommand, OperatorRole};
+use modelrouter_domain::Money;
 use modelrouter_projections::sql::{self, Projection};
 
 #[derive(Parser)]
@@ -42,6 +43,13 @@ enum Command {
         /// Start the built-in mock upstream and seed a demo tenant with balance and a key.
         #[arg(long)]
         demo: bool,
+        /// The address customers reach this gateway at, shown in the portal's snippets
+        /// (default: taken from each request's Host header).
+        #[arg(long, env = "MODELROUTER_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Micro-units credited once to each tenant who signs up (default 0; 5 units with --demo).
+        #[arg(long, env = "MODELROUTER_SIGNUP_CREDIT")]
+        signup_credit: Option<i64>,
     },
     /// Apply pending database migrations.
     Migrate,
@@ -103,8 +111,21 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let default_listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
     match &cli.command {
-        Command::Serve { listen, demo } => {
-            let settings = settings(&cli, *listen);
+        Command::Serve {
+            listen,
+            demo,
+            public_url,
+            signup_credit,
+        } => {
+            let mut settings = settings(&cli, *listen);
+            settings.public_url = public_url
+                .as_deref()
+                .map(|url| url.trim_end_matches('/').to_string())
+                .filter(|url| !url.is_empty());
+            let default_credit = if *demo { 5 * Money::MICROS_PER_UNIT } else { 0 };
+            let credit = signup_credit.unwrap_or(default_credit);
+            anyhow::ensure!(credit >= 0, "--signup-credit must not be negative");
+            settings.signup_credit = Money(credit);
             serve(settings, *demo).await
         }
         Command::Migrate => {

@@ -100,10 +100,16 @@ pub async fn serve(
         settings.settle_every,
         background.clone(),
     ));
+    let housekeeping = tokio::spawn(purge_portal_state(
+        db.clone(),
+        settings.clone(),
+        background.clone(),
+    ));
     let state = Arc::new(AppState {
         db: db.clone(),
         live,
         allowances: allowances.clone(),
+        commands,
         appender,
         http: crate::upstream::http_client(settings.upstream_connect_timeout),
         master_key,
@@ -131,6 +137,7 @@ pub async fn serve(
     }
     background.cancel();
     let _ = settler.await;
+    let _ = housekeeping.await;
     allowances.release_all().await;
     let _ = tailer.await;
     Ok(())
@@ -145,6 +152,28 @@ async fn settle_periodically(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => allowances.settle().await,
+        }
+    }
+}
+
+/// Deletes ended portal sessions and sign-in failures that no longer count, every few minutes.
+async fn purge_portal_state(db: Db, settings: Settings, shutdown: CancellationToken) {
+    use crate::store::sessions::{purge_ended, purge_stale_failures, SessionPolicy};
+    let policy = SessionPolicy {
+        idle: settings.session_idle,
+        absolute: settings.session_absolute,
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+        }
+        let now = chrono::Utc::now();
+        if let Err(error) = purge_ended(&db, now, &policy).await {
+            tracing::warn!(%error, "ended portal sessions not purged");
+        }
+        if let Err(error) = purge_stale_failures(&db, now, settings.login_window).await {
+            tracing::warn!(%error, "stale sign-in failures not purged");
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum CreditKind {
     Demo,
     RechargeOrder,
     Voucher,
+    /// The trial credit a new tenant gets at sign-up, when the platform offers one.
+    Signup,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

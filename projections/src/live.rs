@@ -25,6 +25,7 @@ pub struct KeyEntry {
     pub scope: KeyScope,
     pub revoked: bool,
     pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
 }
 
 impl KeyEntry {
@@ -101,7 +102,29 @@ fn decode<E: DeserializeOwned>(event: &StoredEvent) -> Option<E> {
     }
 }
 
+/// When the store recorded an event (the Unix epoch if the store's text does not parse).
+fn recorded_at(event: &StoredEvent) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&event.recorded_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
 impl LiveView {
+    /// The models tenants can call: published, not retired, and bound to a route.
+    pub fn available_models(&self) -> impl Iterator<Item = (&String, &ModelEntry)> {
+        self.models
+            .iter()
+            .filter(|(name, model)| !model.retired && self.routes.contains_key(*name))
+    }
+
+    /// Every key of one tenant, revoked ones included.
+    pub fn keys_of(&self, tenant_id: &str) -> Vec<&KeyEntry> {
+        self.keys
+            .values()
+            .filter(|key| key.tenant_id == tenant_id)
+            .collect()
+    }
+
     pub fn key_by_id(&self, key_id: &str) -> Option<&KeyEntry> {
         self.key_hashes
             .get(key_id)
@@ -120,15 +143,12 @@ impl LiveView {
             }
             types::API_KEY => {
                 if let Some(e) = decode::<ApiKeyEvent>(event) {
-                    self.apply_key(id, e)
+                    self.apply_key(id, e, recorded_at(event))
                 }
             }
             types::CATALOG_MODEL => {
                 if let Some(e) = decode::<CatalogModelEvent>(event) {
-                    let created = DateTime::parse_from_rfc3339(&event.recorded_at)
-                        .map(|t| t.timestamp())
-                        .unwrap_or(0);
-                    self.apply_model(id, e, created)
+                    self.apply_model(id, e, recorded_at(event).timestamp())
                 }
             }
             types::ROUTE => {
@@ -180,7 +200,7 @@ impl LiveView {
         }
     }
 
-    fn apply_key(&mut self, id: &str, event: ApiKeyEvent) {
+    fn apply_key(&mut self, id: &str, event: ApiKeyEvent, recorded_at: DateTime<Utc>) {
         if let ApiKeyEvent::Created {
             tenant_id,
             name,
@@ -201,6 +221,7 @@ impl LiveView {
                     scope,
                     revoked: false,
                     expires_at,
+                    created_at: recorded_at,
                 },
             );
             return;

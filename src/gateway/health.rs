@@ -83,7 +83,8 @@ mod tests {
         let state = Arc::new(AppState {
             db: db.clone(),
             live: Arc::new(Live::default()),
-            allowances: Allowances::new("n".into(), modelrouter_domain::Money(1), commands),
+            allowances: Allowances::new("n".into(), modelrouter_domain::Money(1), commands.clone()),
+            commands,
             appender,
             http: reqwest::Client::new(),
             master_key: MasterKey::parse(&"33".repeat(32)).unwrap(),

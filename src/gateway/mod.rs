@@ -30,13 +30,15 @@ use crate::allowance::Allowances;
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::live::Live;
-use crate::store::{Appender, Db};
+use crate::store::{Appender, Commands, Db};
 
 /// Everything a request handler may need, built once at startup.
 pub struct AppState {
     pub db: Db,
     pub live: Arc<Live>,
     pub allowances: Arc<Allowances>,
+    /// The command bus, for the portals' writes (the inference path never waits on it).
+    pub commands: Arc<Commands>,
     pub appender: Appender,
     pub http: reqwest::Client,
     pub master_key: MasterKey,
@@ -71,10 +73,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/services/aigc/multimodal-generation/generation",
             post(pipeline::dashscope_generation),
         )
-        .fallback(|| async { ApiError::NotFound })
+        .merge(crate::portal::routes())
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Unknown paths: the portal's not-found page under `/portal`, an OpenAI-style error elsewhere.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/portal") {
+        crate::portal::not_found_page()
+    } else {
+        axum::response::IntoResponse::into_response(ApiError::NotFound)
+    }
 }
 
 async fn request_id(mut request: Request, next: Next) -> Response {

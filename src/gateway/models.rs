@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use modelrouter_projections::live::{LiveView, ModelEntry};
+use modelrouter_projections::live::ModelEntry;
 use serde_json::{json, Value};
 
 use super::auth::authenticate;
@@ -20,12 +20,6 @@ fn model_json(name: &str, model: &ModelEntry) -> Value {
         "owned_by": "modelrouter",
         "display_name": model.details.display_name,
     })
-}
-
-fn visible(view: &LiveView) -> impl Iterator<Item = (&String, &ModelEntry)> {
-    view.models
-        .iter()
-        .filter(|(name, model)| !model.retired && view.routes.contains_key(*name))
 }
 
 /// Anthropic's model object (`GET /v1/models` with an `anthropic-version` header).
@@ -52,7 +46,9 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Ok(key) => key,
         Err(error) => return error_response(anthropic, &error),
     };
-    let models = visible(&view).filter(|(name, _)| key.scope.allows(name));
+    let models = view
+        .available_models()
+        .filter(|(name, _)| key.scope.allows(name));
     if anthropic {
         let data: Vec<Value> = models.map(|(n, m)| anthropic_model_json(n, m)).collect();
         let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
@@ -80,7 +76,8 @@ pub async fn one(
     let anthropic = wants_anthropic(&headers);
     let view = state.live.view();
     let found = authenticate(&view, &headers).and_then(|key| {
-        let (name, model) = visible(&view)
+        let (name, model) = view
+            .available_models()
             .find(|(name, _)| **name == id)
             .ok_or_else(|| ApiError::ModelNotFound(id.clone()))?;
         if !key.scope.allows(name) {

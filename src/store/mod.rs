@@ -53,6 +53,7 @@ pub async fn reserve_email(
     kind: LoginKind,
     owner_id: &str,
 ) -> Result<bool, sqlx::Error> {
+    let _writing = db.write_lock().await;
     let inserted = on_db!(db, pool => {
         sqlx::query(
             "INSERT INTO email_reservations (email, kind, owner_id) VALUES ($1, $2, $3)
@@ -69,6 +70,7 @@ pub async fn reserve_email(
 }
 
 pub async fn release_email(db: &Db, email: &str, owner_id: &str) -> Result<(), sqlx::Error> {
+    let _writing = db.write_lock().await;
     on_db!(db, pool => {
         sqlx::query("DELETE FROM email_reservations WHERE email = $1 AND owner_id = $2")
             .bind(email)

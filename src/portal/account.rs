@@ -1,0 +1,703 @@
+//! Who the tenant is: sign-up, sign-in (with lockout), sign-out and password change — as pages
+//! and as JSON.
+//!
+//! Sign-in failures are counted per email and per client address (`store::sessions`); the
+//! message never says whether the email exists, and an unknown email costs the same argon2id
+//! verification as a known one, so timing does not tell either.
+
+use std::sync::{Arc, OnceLock};
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
+use axum_extra::extract::cookie::CookieJar;
+use chrono::Utc;
+use modelrouter_domain::account::{AccountCommand, CreditKind, CreditSource};
+use modelrouter_domain::metadata::{Actor, Metadata};
+use modelrouter_domain::tenant::{normalize_email, TenantCommand, TenantStatus};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::session::{self, ApiWriter, SignedIn};
+use super::{render, Chrome, PortalError};
+use crate::crypto::{hash_password, verify_password};
+use crate::gateway::{AppState, RequestId};
+use crate::store::sessions::{self as store_sessions, ThrottleRule};
+use crate::store::{release_email, reserve_email, LoginKind};
+
+pub const MIN_PASSWORD: usize = 10;
+pub const MAX_PASSWORD: usize = 128;
+
+/// Refuses passwords that are short, one kind of character, or easy to guess.
+pub fn check_password(password: &str, email: &str) -> Result<(), PortalError> {
+    let invalid = |message: &str| Err(PortalError::invalid("password", message));
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD {
+        return invalid("Use at least 10 characters for your password.");
+    }
+    if chars > MAX_PASSWORD {
+        return invalid("Use at most 128 characters for your password.");
+    }
+    let letters = password.chars().any(char::is_alphabetic);
+    let others = password.chars().any(|c| !c.is_alphabetic());
+    if !letters || !others {
+        return invalid("Mix letters with digits or symbols in your password.");
+    }
+    let lower = password.to_lowercase();
+    let local = email.split('@').next().unwrap_or("").to_lowercase();
+    if local.len() >= 4 && lower.contains(&local) {
+        return invalid("Your password must not contain your email address.");
+    }
+    let distinct: std::collections::HashSet<char> = lower.chars().collect();
+    if distinct.len() < 5 || COMMON.iter().any(|common| lower.contains(common)) {
+        return invalid("This password is too easy to guess. Choose a less common one.");
+    }
+    Ok(())
+}
+
+/// Fragments that make a password guessable however long it is.
+const COMMON: &[&str] = &[
+    "password", "passw0rd", "12345678", "qwertyui", "asdfghjk", "letmein1", "iloveyou", "abcdefgh",
+    "welcome1", "11111111", "00000000", "changeme",
+];
+
+fn meta(actor: Actor, request: &RequestId) -> Metadata {
+    let metadata = Metadata::new(&actor).request_id(&request.id);
+    match &request.client_ip {
+        Some(ip) => metadata.client_ip(ip),
+        None => metadata,
+    }
+}
+
+pub fn tenant_meta(signed_in: &SignedIn, request: &RequestId) -> Metadata {
+    meta(
+        Actor::Tenant(signed_in.scope.tenant_id().to_string()),
+        request,
+    )
+}
+
+async fn hash(password: String) -> Result<String, PortalError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(PortalError::internal)?
+        .map_err(PortalError::internal)
+}
+
+async fn verify(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+/// A real argon2id hash of nothing in particular, verified against when the email is unknown.
+fn decoy_hash() -> String {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY
+        .get_or_init(|| hash_password("decoy password, never matches").unwrap_or_default())
+        .clone()
+}
+
+/// Registers a tenant, credits the sign-up credit, and makes the new tenant visible here.
+async fn sign_up(
+    state: &AppState,
+    name: &str,
+    email: &str,
+    password: &str,
+    request: &RequestId,
+) -> Result<String, PortalError> {
+    let email = normalize_email(email)
+        .map_err(|_| PortalError::invalid("email", "Enter a valid email address."))?;
+    let name = if name.trim().is_empty() {
+        email.split('@').next().unwrap_or("").to_string()
+    } else {
+        name.trim().to_string()
+    };
+    if name.chars().count() > 200 {
+        return Err(PortalError::invalid("name", "Use at most 200 characters."));
+    }
+    check_password(password, &email)?;
+    let password_hash = hash(password.to_string()).await?;
+    let tenant_id = uuid::Uuid::new_v4().to_string();
+    // The reservation is the uniqueness check: of two simultaneous sign-ups, one inserts it.
+    if !reserve_email(&state.db, &email, LoginKind::Tenant, &tenant_id).await? {
+        return Err(PortalError::EmailTaken);
+    }
+    let register = TenantCommand::Register {
+        email: email.clone(),
+        name,
+        password_hash,
+    };
+    let metadata = meta(Actor::Tenant(tenant_id.clone()), request);
+    if let Err(error) = state
+        .commands
+        .tenants
+        .execute(&tenant_id, register, &metadata)
+        .await
+    {
+        release_email(&state.db, &email, &tenant_id).await?;
+        return Err(error.into());
+    }
+    if state.settings.signup_credit.is_positive() {
+        let credit = AccountCommand::Credit {
+            amount: state.settings.signup_credit,
+            source: CreditSource {
+                kind: CreditKind::Signup,
+                reference: tenant_id.clone(),
+            },
+        };
+        state
+            .commands
+            .accounts
+            .execute(&tenant_id, credit, &metadata)
+            .await?;
+    }
+    state.live.refresh(&state.db).await?;
+    Ok(tenant_id)
+}
+
+fn throttle_subjects(email: &str, request: &RequestId) -> Vec<(String, u32)> {
+    let mut subjects = vec![(format!("email:{email}"), 0)];
+    if let Some(ip) = &request.client_ip {
+        subjects.push((format!("ip:{ip}"), 1));
+    }
+    subjects
+}
+
+fn rule(state: &AppState, which: u32) -> ThrottleRule {
+    ThrottleRule {
+        max_failures: if which == 0 {
+            state.settings.login_failures_per_email
+        } else {
+            state.settings.login_failures_per_ip
+        },
+        window: state.settings.login_window,
+        lockout: state.settings.login_lockout,
+    }
+}
+
+/// Checks a tenant's email and password; returns the tenant id.
+async fn sign_in(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    request: &RequestId,
+) -> Result<String, PortalError> {
+    let email = normalize_email(email).map_err(|_| PortalError::BadLogin)?;
+    let now = Utc::now();
+    let subjects = throttle_subjects(&email, request);
+    for (subject, _) in &subjects {
+        if let Some(until) = store_sessions::locked_until(&state.db, subject, now).await? {
+            return Err(PortalError::Locked(until));
+        }
+    }
+    let owner = crate::store::email_owner(&state.db, &email, LoginKind::Tenant).await?;
+    let mut tenant = owner
+        .as_ref()
+        .and_then(|id| state.live.view().tenants.get(id).cloned());
+    if let (Some(id), None) = (&owner, &tenant) {
+        state.live.catch_up(&state.db).await?;
+        tenant = state.live.view().tenants.get(id).cloned();
+    }
+    let hash = tenant
+        .as_ref()
+        .map(|t| t.password_hash.clone())
+        .unwrap_or_else(decoy_hash);
+    let matches = verify(password.to_string(), hash).await;
+    let (Some(id), Some(tenant), true) = (owner, tenant, matches) else {
+        let mut locked = None;
+        for (subject, which) in &subjects {
+            if let Some(until) =
+                store_sessions::record_failure(&state.db, subject, now, &rule(state, *which))
+                    .await?
+            {
+                locked = Some(until);
+            }
+        }
+        return Err(locked.map_or(PortalError::BadLogin, PortalError::Locked));
+    };
+    store_sessions::clear_failures(&state.db, &subjects[0].0).await?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(PortalError::Suspended);
+    }
+    Ok(id)
+}
+
+/// Starts a session for the tenant and returns the cookie jar that carries it, with its CSRF.
+async fn start_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    tenant_id: &str,
+) -> Result<(CookieJar, String), PortalError> {
+    let new =
+        store_sessions::create_session(&state.db, tenant_id, Utc::now(), &session::policy(state))
+            .await?;
+    let jar = jar
+        .add(session::session_cookie(state, headers, new.token))
+        .remove(axum_extra::extract::cookie::Cookie::build(session::CSRF_COOKIE).path("/"));
+    Ok((jar, new.csrf))
+}
+
+/// Only same-site paths under the portal are followed after sign-in.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with("/portal") && !path.starts_with("//") => path.to_string(),
+        _ => "/portal".to_string(),
+    }
+}
+
+// ---- pages ----
+
+#[derive(Template)]
+#[template(path = "portal/signup.html")]
+struct SignupPage {
+    csrf: String,
+    name: String,
+    email: String,
+    error: Option<String>,
+    error_field: &'static str,
+    min_password: usize,
+}
+
+#[derive(Template)]
+#[template(path = "portal/login.html")]
+struct LoginPage {
+    csrf: String,
+    email: String,
+    next: String,
+    error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn signup_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Result<Response, PortalError> {
+    let (jar, csrf) = session::login_csrf(&state, &headers, jar);
+    let page = SignupPage {
+        csrf,
+        name: String::new(),
+        email: String::new(),
+        error: None,
+        error_field: "",
+        min_password: MIN_PASSWORD,
+    };
+    Ok((jar, render(&page)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SignupForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    email: String,
+    password: String,
+    password_confirm: String,
+}
+
+pub async fn signup_submit(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<SignupForm>,
+) -> Result<Response, PortalError> {
+    session::verify_login_csrf(&jar, &form.csrf)?;
+    let result = if form.password != form.password_confirm {
+        Err(PortalError::invalid(
+            "password_confirm",
+            "The two passwords do not match.",
+        ))
+    } else {
+        sign_up(&state, &form.name, &form.email, &form.password, &request).await
+    };
+    match result {
+        Ok(tenant_id) => {
+            let (jar, _) = start_session(&state, &headers, jar, &tenant_id).await?;
+            Ok((jar, Redirect::to("/portal?notice=welcome")).into_response())
+        }
+        Err(error @ (PortalError::Invalid { .. } | PortalError::EmailTaken)) => {
+            let page = SignupPage {
+                csrf: form.csrf,
+                name: form.name,
+                email: form.email,
+                error_field: error.field().unwrap_or("email"),
+                error: Some(error.to_string()),
+                min_password: MIN_PASSWORD,
+            };
+            Ok((error.status(), jar, render(&page)?).into_response())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+pub async fn login_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, PortalError> {
+    let (jar, csrf) = session::login_csrf(&state, &headers, jar);
+    let notice = match query.notice.as_deref() {
+        Some("signed_out") => Some("You are signed out."),
+        Some("password_changed") => Some("Your password was changed. Sign in again."),
+        _ => None,
+    };
+    let page = LoginPage {
+        csrf,
+        email: String::new(),
+        next: safe_next(query.next.as_deref()),
+        error: None,
+        notice,
+    };
+    Ok((jar, render(&page)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    csrf: String,
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn login_submit(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PortalError> {
+    session::verify_login_csrf(&jar, &form.csrf)?;
+    match sign_in(&state, &form.email, &form.password, &request).await {
+        Ok(tenant_id) => {
+            let (jar, _) = start_session(&state, &headers, jar, &tenant_id).await?;
+            let next = safe_next(form.next.as_deref());
+            Ok((jar, Redirect::to(&next)).into_response())
+        }
+        Err(error @ (PortalError::BadLogin | PortalError::Locked(_) | PortalError::Suspended)) => {
+            let page = LoginPage {
+                csrf: form.csrf,
+                email: form.email,
+                next: safe_next(form.next.as_deref()),
+                error: Some(error.to_string()),
+                notice: None,
+            };
+            Ok((error.status(), jar, render(&page)?).into_response())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+pub async fn logout_submit(
+    State(state): State<Arc<AppState>>,
+    signed_in: SignedIn,
+    jar: CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PortalError> {
+    signed_in.verify_csrf(&form.csrf)?;
+    store_sessions::end_session(&state.db, signed_in.token()).await?;
+    let jar = session::clear_session(jar);
+    Ok((jar, Redirect::to("/portal/login?notice=signed_out")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "portal/account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    tenant_id: String,
+    error: Option<String>,
+    notice: Option<&'static str>,
+    min_password: usize,
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+pub async fn account_page(
+    signed_in: SignedIn,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, PortalError> {
+    let notice = match query.notice.as_deref() {
+        Some("password_changed") => {
+            Some("Your password was changed. Other sessions were signed out.")
+        }
+        _ => None,
+    };
+    let page = AccountPage {
+        tenant_id: signed_in.scope.tenant_id().to_string(),
+        chrome: Chrome::new(&signed_in, "account"),
+        error: None,
+        notice,
+        min_password: MIN_PASSWORD,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    new_password: String,
+    new_password_confirm: String,
+}
+
+/// Changes the password after checking the current one; every other session of the tenant ends.
+async fn change_password(
+    state: &AppState,
+    signed_in: &SignedIn,
+    request: &RequestId,
+    current: &str,
+    new: &str,
+) -> Result<(), PortalError> {
+    let tenant = signed_in
+        .scope
+        .tenant(&state.live.view())
+        .cloned()
+        .ok_or(PortalError::SignedOut)?;
+    let subject = format!("email:{}", tenant.email);
+    let now = Utc::now();
+    if let Some(until) = store_sessions::locked_until(&state.db, &subject, now).await? {
+        return Err(PortalError::Locked(until));
+    }
+    if !verify(current.to_string(), tenant.password_hash.clone()).await {
+        // Guessing through this form counts like guessing at sign-in.
+        store_sessions::record_failure(&state.db, &subject, now, &rule(state, 0)).await?;
+        return Err(PortalError::invalid(
+            "current_password",
+            "Your current password is incorrect.",
+        ));
+    }
+    check_password(new, &tenant.email)?;
+    let password_hash = hash(new.to_string()).await?;
+    state
+        .commands
+        .tenants
+        .execute(
+            signed_in.scope.tenant_id(),
+            TenantCommand::ChangePassword { password_hash },
+            &tenant_meta(signed_in, request),
+        )
+        .await?;
+    store_sessions::end_tenant_sessions(
+        &state.db,
+        signed_in.scope.tenant_id(),
+        Some(signed_in.token()),
+    )
+    .await?;
+    state.live.catch_up(&state.db).await?;
+    Ok(())
+}
+
+pub async fn password_submit(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    signed_in: SignedIn,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, PortalError> {
+    signed_in.verify_csrf(&form.csrf)?;
+    let result = if form.new_password != form.new_password_confirm {
+        Err(PortalError::invalid(
+            "new_password_confirm",
+            "The two new passwords do not match.",
+        ))
+    } else {
+        change_password(
+            &state,
+            &signed_in,
+            &request,
+            &form.current_password,
+            &form.new_password,
+        )
+        .await
+    };
+    match result {
+        Ok(()) => Ok(Redirect::to("/portal/account?notice=password_changed").into_response()),
+        Err(error @ (PortalError::Invalid { .. } | PortalError::Locked(_))) => {
+            let page = AccountPage {
+                tenant_id: signed_in.scope.tenant_id().to_string(),
+                chrome: Chrome::new(&signed_in, "account"),
+                error: Some(error.to_string()),
+                notice: None,
+                min_password: MIN_PASSWORD,
+            };
+            Ok((error.status(), render(&page)?).into_response())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+// ---- JSON ----
+
+#[derive(Deserialize, ToSchema)]
+pub struct SignupRequest {
+    /// Shown in the portal; defaults to the email's local part.
+    #[serde(default)]
+    name: String,
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+/// The signed-in tenant, and the token to send as `X-CSRF-Token` with JSON writes.
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    tenant_id: String,
+    email: String,
+    name: String,
+    csrf_token: String,
+}
+
+#[utoipa::path(post, path = "/api/portal/signup", tag = "account",
+    request_body = SignupRequest,
+    responses((status = 201, body = SessionInfo, description = "Signed up and signed in; the session cookie is set"),
+              (status = 409, description = "The email already has an account"),
+              (status = 422, description = "Invalid email or password, with the field")))]
+pub async fn api_signup(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(body): Json<SignupRequest>,
+) -> Result<Response, PortalError> {
+    let tenant_id = sign_up(&state, &body.name, &body.email, &body.password, &request).await?;
+    let (jar, csrf) = start_session(&state, &headers, jar, &tenant_id).await?;
+    let info = session_info(&state, &tenant_id, csrf);
+    Ok((StatusCode::CREATED, jar, Json(info)).into_response())
+}
+
+#[utoipa::path(post, path = "/api/portal/login", tag = "account",
+    request_body = LoginRequest,
+    responses((status = 200, body = SessionInfo, description = "Signed in; the session cookie is set"),
+              (status = 401, description = "Wrong email or password (one message for both)"),
+              (status = 429, description = "Locked after repeated failures; see Retry-After")))]
+pub async fn api_login(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(body): Json<LoginRequest>,
+) -> Result<Response, PortalError> {
+    let tenant_id = sign_in(&state, &body.email, &body.password, &request).await?;
+    let (jar, csrf) = start_session(&state, &headers, jar, &tenant_id).await?;
+    let info = session_info(&state, &tenant_id, csrf);
+    Ok((jar, Json(info)).into_response())
+}
+
+fn session_info(state: &AppState, tenant_id: &str, csrf: String) -> SessionInfo {
+    let view = state.live.view();
+    let tenant = view.tenants.get(tenant_id);
+    SessionInfo {
+        tenant_id: tenant_id.to_string(),
+        email: tenant.map(|t| t.email.clone()).unwrap_or_default(),
+        name: tenant.map(|t| t.name.clone()).unwrap_or_default(),
+        csrf_token: csrf,
+    }
+}
+
+#[utoipa::path(get, path = "/api/portal/session", tag = "account",
+    responses((status = 200, body = SessionInfo), (status = 401, description = "Not signed in")))]
+pub async fn api_session(signed_in: SignedIn) -> Json<SessionInfo> {
+    Json(SessionInfo {
+        tenant_id: signed_in.scope.tenant_id().to_string(),
+        email: signed_in.email,
+        name: signed_in.name,
+        csrf_token: signed_in.csrf,
+    })
+}
+
+#[utoipa::path(post, path = "/api/portal/logout", tag = "account",
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 204, description = "Signed out"), (status = 403, description = "Missing or wrong CSRF token")))]
+pub async fn api_logout(
+    State(state): State<Arc<AppState>>,
+    ApiWriter(signed_in): ApiWriter,
+    jar: CookieJar,
+) -> Result<Response, PortalError> {
+    store_sessions::end_session(&state.db, signed_in.token()).await?;
+    Ok((StatusCode::NO_CONTENT, session::clear_session(jar)).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+#[utoipa::path(post, path = "/api/portal/password", tag = "account",
+    request_body = PasswordChange,
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 204, description = "Changed; the tenant's other sessions ended"),
+              (status = 422, description = "Wrong current password or a weak new one")))]
+pub async fn api_password(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    ApiWriter(signed_in): ApiWriter,
+    Json(body): Json<PasswordChange>,
+) -> Result<StatusCode, PortalError> {
+    change_password(
+        &state,
+        &signed_in,
+        &request,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rules_say_what_is_wrong() {
+        let message = |p: &str| {
+            check_password(p, "alice@example.com")
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            message("short1!").as_deref(),
+            Some("Use at least 10 characters for your password.")
+        );
+        assert_eq!(
+            message("onlyletterslong").as_deref(),
+            Some("Mix letters with digits or symbols in your password.")
+        );
+        assert_eq!(
+            message("alice-2026-secret").as_deref(),
+            Some("Your password must not contain your email address.")
+        );
+        assert_eq!(
+            message("MyPassword-2026").as_deref(),
+            Some("This password is too easy to guess. Choose a less common one.")
+        );
+        assert_eq!(
+            message(&"a1".repeat(65)).as_deref(),
+            Some("Use at most 128 characters for your password.")
+        );
+        assert_eq!(message("violet-harbor-42"), None);
+    }
+}

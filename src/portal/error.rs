@@ -1,0 +1,238 @@
+//! Portal errors. A handler returns a [`PortalError`]; it becomes a response only at the edge,
+//! by the flavour of the route it came from: the error page (or a redirect to sign-in) for
+//! pages, a JSON body for `/api/portal`. Nothing internal ever reaches a body.
+
+use askama::Template;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use modelrouter_domain::DomainError;
+use serde_json::json;
+
+use crate::store::CommandError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("Please sign in to continue.")]
+    SignedOut,
+    #[error("This form has expired or was sent from another site. Reload the page and try again.")]
+    Csrf,
+    #[error("This page does not exist, or it belongs to another account.")]
+    NotFound,
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("An account with this email already exists. Sign in instead.")]
+    EmailTaken,
+    #[error("The email or password is incorrect.")]
+    BadLogin,
+    #[error("Too many failed sign-in attempts. Try again in {} minutes.", minutes_until(*.0))]
+    Locked(DateTime<Utc>),
+    #[error("This account is suspended. Contact support to restore it.")]
+    Suspended,
+    #[error("Something went wrong on our side. Please try again in a moment.")]
+    Internal,
+}
+
+fn minutes_until(at: DateTime<Utc>) -> i64 {
+    let seconds = (at - Utc::now()).num_seconds().max(1);
+    (seconds + 59) / 60
+}
+
+impl PortalError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> PortalError {
+        PortalError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PortalError::SignedOut | PortalError::BadLogin => StatusCode::UNAUTHORIZED,
+            PortalError::Csrf | PortalError::Suspended => StatusCode::FORBIDDEN,
+            PortalError::NotFound => StatusCode::NOT_FOUND,
+            PortalError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            PortalError::EmailTaken => StatusCode::CONFLICT,
+            PortalError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable, machine-readable name for the JSON API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PortalError::SignedOut => "signed_out",
+            PortalError::Csrf => "csrf",
+            PortalError::NotFound => "not_found",
+            PortalError::Invalid { .. } => "invalid",
+            PortalError::EmailTaken => "email_taken",
+            PortalError::BadLogin => "bad_login",
+            PortalError::Locked(_) => "locked",
+            PortalError::Suspended => "suspended",
+            PortalError::Internal => "internal",
+        }
+    }
+
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            PortalError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Logs a failure of ours once, and hides it behind [`PortalError::Internal`].
+    pub fn internal(error: impl std::fmt::Display) -> PortalError {
+        tracing::error!(%error, "portal request failed");
+        PortalError::Internal
+    }
+}
+
+impl From<sqlx::Error> for PortalError {
+    fn from(error: sqlx::Error) -> Self {
+        PortalError::internal(error)
+    }
+}
+
+impl From<CommandError> for PortalError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Domain(DomainError::Invalid { field, reason }) => PortalError::Invalid {
+                field,
+                message: capitalize(&reason),
+            },
+            CommandError::Domain(DomainError::NotFound(_) | DomainError::Revoked(_)) => {
+                PortalError::NotFound
+            }
+            other => PortalError::internal(other),
+        }
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// What the edge needs to render an error; carried in the response's extensions.
+#[derive(Debug, Clone)]
+struct Rendered {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+    retry_after: Option<i64>,
+}
+
+impl IntoResponse for PortalError {
+    fn into_response(self) -> Response {
+        let rendered = Rendered {
+            status: self.status(),
+            code: self.code(),
+            message: self.to_string(),
+            field: self.field(),
+            retry_after: match self {
+                PortalError::Locked(until) => Some((until - Utc::now()).num_seconds().max(1)),
+                _ => None,
+            },
+        };
+        // A plain body in case no edge layer renders it (it always should).
+        let mut response = (rendered.status, rendered.message.clone()).into_response();
+        response.extensions_mut().insert(rendered);
+        response
+    }
+}
+
+fn with_retry_after(mut response: Response, rendered: &Rendered) -> Response {
+    if let Some(seconds) = rendered.retry_after {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+/// The portal's one error page.
+#[derive(Template)]
+#[template(path = "portal/error.html")]
+struct ErrorPage {
+    title: String,
+    message: String,
+    signed_in: bool,
+}
+
+/// Edge layer of the pages: errors become the error page; a missing session becomes a redirect
+/// to sign-in that comes back here afterwards.
+pub async fn render_page_errors(request: Request, next: Next) -> Response {
+    let back = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/portal".into());
+    let signed_in = request
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains(super::session::SESSION_COOKIE));
+    let response = next.run(request).await;
+    let Some(rendered) = response.extensions().get::<Rendered>().cloned() else {
+        return response;
+    };
+    if rendered.code == "signed_out" {
+        let target = format!("/portal/login?next={}", urlencode(&back));
+        return Redirect::to(&target).into_response();
+    }
+    let title = match rendered.status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::TOO_MANY_REQUESTS => "Slow down",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "That did not work",
+    };
+    let page = ErrorPage {
+        title: title.into(),
+        message: rendered.message.clone(),
+        signed_in,
+    };
+    let body = page.render().unwrap_or_else(|_| rendered.message.clone());
+    with_retry_after((rendered.status, Html(body)).into_response(), &rendered)
+}
+
+/// Edge layer of `/api/portal`: errors become `{"error": {"code", "message", "field"}}`.
+pub async fn render_json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let Some(rendered) = response.extensions().get::<Rendered>().cloned() else {
+        return response;
+    };
+    let body = json!({"error": {
+        "code": rendered.code,
+        "message": rendered.message,
+        "field": rendered.field,
+    }});
+    with_retry_after((rendered.status, Json(body)).into_response(), &rendered)
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The error page for a portal path no route serves.
+pub fn not_found_page() -> Response {
+    let error = PortalError::NotFound;
+    let page = ErrorPage {
+        title: "Not found".into(),
+        message: error.to_string(),
+        signed_in: false,
+    };
+    let body = page.render().unwrap_or_else(|_| error.to_string());
+    (error.status(), Html(body)).into_response()
+}

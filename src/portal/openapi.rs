@@ -1,0 +1,64 @@
+//! The OpenAPI document of the portal's JSON API, served at `/api/openapi.json`. It is derived
+//! from the handlers' own annotations, so it cannot drift from what the routes accept.
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{account, dashboard, keys, models, usage};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Model Router tenant portal API",
+        description = "Every action of the tenant portal as JSON. Sign in with `POST /api/portal/login` \
+(email and password; API keys never sign in): the response sets the `mr_session` cookie and returns \
+`csrf_token`, which every write must send back as the `X-CSRF-Token` header. Money is integer \
+micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`."
+    ),
+    paths(
+        account::api_signup,
+        account::api_login,
+        account::api_logout,
+        account::api_session,
+        account::api_password,
+        dashboard::api,
+        keys::api_list,
+        keys::api_create,
+        keys::api_get,
+        keys::api_update,
+        keys::api_revoke,
+        models::api,
+        usage::api,
+    ),
+    components(schemas(keys::ScopeSpec)),
+    modifiers(&SessionCookie),
+    security(("session" = [])),
+    tags(
+        (name = "account", description = "Sign-up, sign-in, sign-out, password"),
+        (name = "dashboard", description = "Balance and spend at a glance"),
+        (name = "keys", description = "Platform API keys and their model scope"),
+        (name = "models", description = "Models the tenant can call"),
+        (name = "usage", description = "Calls, totals by model; CSV at /portal/usage/export.csv"),
+    )
+)]
+pub struct PortalApi;
+
+/// Declares the session cookie as the API's authentication.
+struct SessionCookie;
+
+impl Modify for SessionCookie {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                super::session::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(PortalApi::openapi())
+}

@@ -1,0 +1,187 @@
+//! Portal sessions at the HTTP edge: the session cookie, the [`SignedIn`] extractor that turns
+//! it into a [`TenantScope`], and CSRF checks.
+//!
+//! - The cookie carries a random token; the server keeps only its hash (`store::sessions`), so
+//!   sessions end server-side (sign-out, password change, expiry) whatever the browser keeps.
+//! - Cookies are `HttpOnly` (no script reads them), `SameSite=Lax` and `Secure` when the portal
+//!   is served over HTTPS.
+//! - Every form carries the session's CSRF token; JSON writes send it as `X-CSRF-Token`. Before
+//!   sign-in there is no session, so the sign-in and sign-up forms use a double-submit cookie.
+//! - An API key never authenticates here: only a session cookie does.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use chrono::Utc;
+use modelrouter_domain::tenant::TenantStatus;
+use subtle::ConstantTimeEq;
+
+use super::{PortalError, TenantScope};
+use crate::gateway::AppState;
+use crate::store::sessions::{self, SessionPolicy};
+
+pub const SESSION_COOKIE: &str = "mr_session";
+/// The double-submit token of the pre-sign-in forms.
+pub const CSRF_COOKIE: &str = "mr_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+pub fn policy(state: &AppState) -> SessionPolicy {
+    SessionPolicy {
+        idle: state.settings.session_idle,
+        absolute: state.settings.session_absolute,
+    }
+}
+
+/// A signed-in tenant.
+pub struct SignedIn {
+    pub scope: TenantScope,
+    pub email: String,
+    pub name: String,
+    pub csrf: String,
+    token: String,
+}
+
+impl SignedIn {
+    /// The token of this session (to keep it when the others end).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Checks a form's CSRF token against the session's.
+    pub fn verify_csrf(&self, sent: &str) -> Result<(), PortalError> {
+        if same_secret(sent, &self.csrf) {
+            Ok(())
+        } else {
+            Err(PortalError::Csrf)
+        }
+    }
+}
+
+fn same_secret(sent: &str, expected: &str) -> bool {
+    !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+impl FromRequestParts<Arc<AppState>> for SignedIn {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let token = jar
+            .get(SESSION_COOKIE)
+            .map(|cookie| cookie.value().to_string())
+            .ok_or(PortalError::SignedOut)?;
+        let session = sessions::find_session(&state.db, &token, Utc::now(), &policy(state))
+            .await?
+            .ok_or(PortalError::SignedOut)?;
+        let tenant = match state.live.view().tenants.get(&session.tenant_id) {
+            Some(tenant) => tenant.clone(),
+            None => {
+                // Signed up a moment ago on another replica: read the log once more.
+                state.live.catch_up(&state.db).await?;
+                state
+                    .live
+                    .view()
+                    .tenants
+                    .get(&session.tenant_id)
+                    .cloned()
+                    .ok_or(PortalError::SignedOut)?
+            }
+        };
+        if tenant.status == TenantStatus::Suspended {
+            sessions::end_session(&state.db, &token).await?;
+            return Err(PortalError::Suspended);
+        }
+        Ok(SignedIn {
+            scope: TenantScope::signed_in(session.tenant_id),
+            email: tenant.email,
+            name: tenant.name,
+            csrf: session.csrf,
+            token,
+        })
+    }
+}
+
+/// A signed-in tenant whose JSON write carries the session's CSRF token in `X-CSRF-Token`.
+pub struct ApiWriter(pub SignedIn);
+
+impl FromRequestParts<Arc<AppState>> for ApiWriter {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let signed_in = SignedIn::from_request_parts(parts, state).await?;
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        signed_in.verify_csrf(sent)?;
+        Ok(ApiWriter(signed_in))
+    }
+}
+
+/// Whether the browser reached us over HTTPS (directly, through a proxy, or by configuration).
+fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
+    state
+        .settings
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+fn cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &'static str,
+    value: String,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(is_https(state, headers))
+        .path("/")
+        .build()
+}
+
+/// The cookie that carries a new session. It lives as long as the browser does; the server
+/// ends the session on its own clock.
+pub fn session_cookie(state: &AppState, headers: &HeaderMap, token: String) -> Cookie<'static> {
+    cookie(state, headers, SESSION_COOKIE, token)
+}
+
+/// Removes the session cookie from the browser.
+pub fn clear_session(jar: CookieJar) -> CookieJar {
+    jar.remove(Cookie::build(SESSION_COOKIE).path("/"))
+}
+
+/// The pre-sign-in CSRF token: the browser's cookie when it has one, else a new one to set.
+pub fn login_csrf(state: &AppState, headers: &HeaderMap, jar: CookieJar) -> (CookieJar, String) {
+    if let Some(existing) = jar.get(CSRF_COOKIE).map(|c| c.value().to_string()) {
+        if !existing.is_empty() {
+            return (jar, existing);
+        }
+    }
+    let token = sessions::new_token();
+    let jar = jar.add(cookie(state, headers, CSRF_COOKIE, token.clone()));
+    (jar, token)
+}
+
+/// Checks a pre-sign-in form's token against its cookie.
+pub fn verify_login_csrf(jar: &CookieJar, sent: &str) -> Result<(), PortalError> {
+    match jar.get(CSRF_COOKIE) {
+        Some(cookie) if same_secret(sent, cookie.value()) => Ok(()),
+        _ => Err(PortalError::Csrf),
+    }
+}

@@ -1,0 +1,41 @@
+// Model Router portal: small conveniences on top of pages that work without script.
+document.addEventListener("DOMContentLoaded", () => {
+  // Copy buttons: data-copy names the element whose text is copied.
+  document.querySelectorAll("button[data-copy]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const source = document.getElementById(button.dataset.copy);
+      if (!source) return;
+      try {
+        await navigator.clipboard.writeText(source.textContent);
+        button.textContent = "Copied";
+      } catch (_) {
+        const range = document.createRange();
+        range.selectNodeContents(source);
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        button.textContent = "Selected — press Ctrl+C";
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+  });
+
+  // Forms that ask before they act (revoking a key).
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  // Scope pickers: show the model list or the model select only when that scope is chosen.
+  document.querySelectorAll("fieldset.scope").forEach((fieldset) => {
+    const sync = () => {
+      const chosen = fieldset.querySelector("input[name=scope]:checked");
+      fieldset.querySelectorAll(".scope-detail").forEach((detail) => {
+        detail.hidden = !chosen || chosen.value !== detail.dataset.scope;
+      });
+    };
+    fieldset.addEventListener("change", sync);
+    sync();
+  });
+});
