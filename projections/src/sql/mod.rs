@@ -4,6 +4,7 @@
 
 pub mod balances;
 pub mod usage;
+pub mod usage_report;
 
 use modelrouter_domain::aggregate_types as types;
 use sqlx::{Postgres, Row, Sqlite, Transaction};

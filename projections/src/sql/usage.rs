@@ -7,6 +7,18 @@ use sqlx::Row;
 use super::{on_tx, DbTx};
 use crate::db::{Db, StoredEvent};
 
+/// The columns of `usage_calls`, in the order [`apply_batch`] binds them and [`row_to_usage`]
+/// reads them. A macro rather than a constant so `concat!` can build each statement as one
+/// static string: no SQL text is assembled at run time.
+macro_rules! usage_columns {
+    () => {
+        "request_id, tenant_id, key_id, model, inbound_protocol, stream, status, \
+         input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, \
+         estimated, cost, price_version, latency_ms, ttft_ms, attempts, provider, started_at"
+    };
+}
+pub(super) use usage_columns;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageRow {
     pub request_id: String,
@@ -62,13 +74,11 @@ pub(super) async fn apply_batch(
         .collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         // Placeholders only — never data — go into the SQL text.
-        let mut sql = String::from(
-            "INSERT INTO usage_calls
-               (request_id, tenant_id, key_id, model, inbound_protocol, stream, status,
-                input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-                estimated, cost, price_version, latency_ms, ttft_ms, attempts, provider, started_at)
-             VALUES ",
-        );
+        let mut sql = String::from(concat!(
+            "INSERT INTO usage_calls (",
+            usage_columns!(),
+            ") VALUES "
+        ));
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
@@ -119,44 +129,53 @@ pub async fn calls(
     limit: i64,
 ) -> Result<Vec<UsageRow>, sqlx::Error> {
     crate::on_db!(db, pool => {
-        sqlx::query(
-            "SELECT request_id, tenant_id, key_id, model, inbound_protocol, stream, status,
-                    input_tokens, cached_tokens, cache_write_tokens, output_tokens,
-                    reasoning_tokens, estimated, cost, price_version, latency_ms, ttft_ms,
-                    attempts, provider, started_at
-               FROM usage_calls WHERE ($1 IS NULL OR tenant_id = $1)
-              ORDER BY started_at DESC, request_id LIMIT $2",
-        )
+        sqlx::query(concat!(
+            "SELECT ",
+            usage_columns!(),
+            " FROM usage_calls WHERE ($1 IS NULL OR tenant_id = $1)
+              ORDER BY started_at DESC, request_id LIMIT $2"
+        ))
         .bind(tenant_id)
         .bind(limit)
         .fetch_all(pool)
         .await?
-        .into_iter()
-        .map(|row| {
-            Ok(UsageRow {
-                request_id: row.try_get("request_id")?,
-                tenant_id: row.try_get("tenant_id")?,
-                key_id: row.try_get("key_id")?,
-                model: row.try_get("model")?,
-                inbound_protocol: row.try_get("inbound_protocol")?,
-                stream: row.try_get::<i64, _>("stream")? != 0,
-                status: row.try_get("status")?,
-                input_tokens: row.try_get("input_tokens")?,
-                cached_tokens: row.try_get("cached_tokens")?,
-                cache_write_tokens: row.try_get("cache_write_tokens")?,
-                output_tokens: row.try_get("output_tokens")?,
-                reasoning_tokens: row.try_get("reasoning_tokens")?,
-                estimated: row.try_get::<i64, _>("estimated")? != 0,
-                cost: row.try_get("cost")?,
-                price_version: row.try_get("price_version")?,
-                latency_ms: row.try_get("latency_ms")?,
-                ttft_ms: row.try_get("ttft_ms")?,
-                attempts: row.try_get("attempts")?,
-                provider: row.try_get("provider")?,
-                started_at: row.try_get("started_at")?,
-            })
-        })
+        .iter()
+        .map(row_to_usage)
         .collect()
+    })
+}
+
+/// Reads a [`UsageRow`] from a row that selected [`usage_columns!`], on either backend.
+pub(super) fn row_to_usage<R>(row: &R) -> Result<UsageRow, sqlx::Error>
+where
+    R: Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(UsageRow {
+        request_id: row.try_get("request_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        key_id: row.try_get("key_id")?,
+        model: row.try_get("model")?,
+        inbound_protocol: row.try_get("inbound_protocol")?,
+        stream: row.try_get::<i64, _>("stream")? != 0,
+        status: row.try_get("status")?,
+        input_tokens: row.try_get("input_tokens")?,
+        cached_tokens: row.try_get("cached_tokens")?,
+        cache_write_tokens: row.try_get("cache_write_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        reasoning_tokens: row.try_get("reasoning_tokens")?,
+        estimated: row.try_get::<i64, _>("estimated")? != 0,
+        cost: row.try_get("cost")?,
+        price_version: row.try_get("price_version")?,
+        latency_ms: row.try_get("latency_ms")?,
+        ttft_ms: row.try_get("ttft_ms")?,
+        attempts: row.try_get("attempts")?,
+        provider: row.try_get("provider")?,
+        started_at: row.try_get("started_at")?,
     })
 }
 
