@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: i64 = 1000;
+/// The longest a portal write waits for the tail to reach it (see [`Live::include`]).
+const OWN_WRITE_WAIT: Duration = Duration::from_secs(5);
 
 /// The shared, swappable view plus what readiness needs to know.
 pub struct Live {
@@ -75,6 +77,31 @@ impl Live {
         self.caught_up.store(true, Ordering::Release);
         self.changed.notify_waiters();
         Ok(total)
+    }
+
+    /// Reads the log until the view includes the newest event of one aggregate — what a write
+    /// through the portal calls before it shows its result, so a page never shows the state
+    /// from before the user's own change. On PostgreSQL the tail may trail a commit while older
+    /// transactions are still open (migration 0002), hence the short wait.
+    pub async fn include(
+        &self,
+        db: &Db,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        let Some(target) = db.last_event_of(aggregate_type, aggregate_id).await? else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + OWN_WRITE_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            self.catch_up(db).await?;
+            if self.position() >= target || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// Reads the log into the view and moves the SQL projections on: what a portal write calls

@@ -198,6 +198,44 @@ impl Db {
         }
     }
 
+    /// Where the newest committed event of one aggregate sits in the log (whether or not a
+    /// tailer could read it yet), or None when the aggregate has no events.
+    pub async fn last_event_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<TailPosition>, sqlx::Error> {
+        let row = match self {
+            Db::Sqlite(pool) => sqlx::query(
+                "SELECT 0 AS tx, global_position FROM events
+                      WHERE aggregate_type = $1 AND aggregate_id = $2
+                      ORDER BY sequence DESC LIMIT 1",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| (row.try_get("tx"), row.try_get("global_position"))),
+            Db::Postgres(pool) => sqlx::query(
+                "SELECT tx::text::bigint AS tx, global_position FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2
+                  ORDER BY sequence DESC LIMIT 1",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| (row.try_get("tx"), row.try_get("global_position"))),
+        };
+        match row {
+            None => Ok(None),
+            Some((tx, position)) => Ok(Some(TailPosition {
+                tx: tx?,
+                position: position?,
+            })),
+        }
+    }
+
     /// The position of the newest event a tailer could read now.
     pub async fn head(&self) -> Result<TailPosition, sqlx::Error> {
         match self {

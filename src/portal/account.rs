@@ -15,6 +15,7 @@ use axum::{Extension, Form, Json};
 use axum_extra::extract::cookie::CookieJar;
 use chrono::Utc;
 use modelrouter_domain::account::{AccountCommand, CreditKind, CreditSource};
+use modelrouter_domain::aggregate_types as types;
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::tenant::{normalize_email, TenantCommand, TenantStatus};
 use serde::{Deserialize, Serialize};
@@ -139,6 +140,7 @@ async fn sign_up(
         release_email(&state.db, &email, &tenant_id).await?;
         return Err(error.into());
     }
+    let mut newest = types::TENANT;
     if state.settings.signup_credit.is_positive() {
         let credit = AccountCommand::Credit {
             amount: state.settings.signup_credit,
@@ -152,7 +154,10 @@ async fn sign_up(
             .accounts
             .execute(&tenant_id, credit, &metadata)
             .await?;
+        newest = types::ACCOUNT;
     }
+    // The dashboard it lands on shows the tenant and its credited balance.
+    state.live.include(&state.db, newest, &tenant_id).await?;
     state.live.refresh(&state.db).await?;
     Ok(tenant_id)
 }
@@ -197,7 +202,8 @@ async fn sign_in(
         .as_ref()
         .and_then(|id| state.live.view().tenants.get(id).cloned());
     if let (Some(id), None) = (&owner, &tenant) {
-        state.live.catch_up(&state.db).await?;
+        // Signed up a moment ago, maybe on another replica.
+        state.live.include(&state.db, types::TENANT, id).await?;
         tenant = state.live.view().tenants.get(id).cloned();
     }
     let hash = tenant
@@ -501,7 +507,10 @@ async fn change_password(
         Some(signed_in.token()),
     )
     .await?;
-    state.live.catch_up(&state.db).await?;
+    state
+        .live
+        .include(&state.db, types::TENANT, signed_in.scope.tenant_id())
+        .await?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use axum_extra::extract::Form;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use modelrouter_domain::aggregate_types::API_KEY;
 use modelrouter_domain::api_key::{ApiKeyCommand, KeyScope};
 use modelrouter_projections::live::{KeyEntry, LiveView};
 use modelrouter_projections::sql::usage_report::KeyTotals;
@@ -180,7 +181,7 @@ async fn create_key(
         .keys
         .execute(&key_id, create, &tenant_meta(signed_in, request))
         .await?;
-    state.live.catch_up(&state.db).await?;
+    state.live.include(&state.db, API_KEY, &key_id).await?;
     Ok((key, key_id))
 }
 
@@ -227,7 +228,7 @@ async fn update_key(
             .execute(key_id, change, &metadata)
             .await?;
     }
-    state.live.catch_up(&state.db).await?;
+    state.live.include(&state.db, API_KEY, key_id).await?;
     Ok(())
 }
 
@@ -248,7 +249,7 @@ async fn revoke_key(
                 &tenant_meta(signed_in, request),
             )
             .await?;
-        state.live.catch_up(&state.db).await?;
+        state.live.include(&state.db, API_KEY, key_id).await?;
     }
     Ok(())
 }

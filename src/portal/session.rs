@@ -16,6 +16,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use chrono::Utc;
+use modelrouter_domain::aggregate_types::TENANT;
 use modelrouter_domain::tenant::TenantStatus;
 use subtle::ConstantTimeEq;
 
@@ -83,7 +84,10 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
             Some(tenant) => tenant.clone(),
             None => {
                 // Signed up a moment ago on another replica: read the log once more.
-                state.live.catch_up(&state.db).await?;
+                state
+                    .live
+                    .include(&state.db, TENANT, &session.tenant_id)
+                    .await?;
                 state
                     .live
                     .view()
