@@ -205,28 +205,22 @@ impl Db {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<TailPosition>, sqlx::Error> {
-        let row = match self {
-            Db::Sqlite(pool) => sqlx::query(
-                "SELECT 0 AS tx, global_position FROM events
-                      WHERE aggregate_type = $1 AND aggregate_id = $2
-                      ORDER BY sequence DESC LIMIT 1",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .fetch_optional(pool)
-            .await?
-            .map(|row| (row.try_get("tx"), row.try_get("global_position"))),
-            Db::Postgres(pool) => sqlx::query(
-                "SELECT tx::text::bigint AS tx, global_position FROM events
-                  WHERE aggregate_type = $1 AND aggregate_id = $2
-                  ORDER BY sequence DESC LIMIT 1",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .fetch_optional(pool)
-            .await?
-            .map(|row| (row.try_get("tx"), row.try_get("global_position"))),
+        let tx = match self {
+            Db::Sqlite(_) => "0",
+            Db::Postgres(_) => "tx::text::bigint",
         };
+        // Only the backend's column expression — never data — goes into the SQL text.
+        let sql = format!(
+            "SELECT {tx} AS tx, global_position FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2
+              ORDER BY sequence DESC LIMIT 1"
+        );
+        let row = on_db!(self, pool => sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| (row.try_get("tx"), row.try_get("global_position"))));
         match row {
             None => Ok(None),
             Some((tx, position)) => Ok(Some(TailPosition {
