@@ -44,6 +44,7 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
         cached_input_price: input / 4,
         cache_write_price: None,
         max_output_tokens: None,
+        price_effective_at: None,
     };
     let provider = |id: &str, protocol: UpstreamProtocol, base: &str| ProviderSpec {
         id: id.into(),

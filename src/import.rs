@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
 use modelrouter_domain::account::AccountCommand;
 use modelrouter_domain::api_key::{ApiKeyCommand, KeyScope};
 use modelrouter_domain::catalog::{default_max_output_tokens, CatalogModelCommand, ModelDetails};
@@ -61,6 +62,9 @@ pub struct ModelSpec {
     pub cached_input_price: i64,
     pub cache_write_price: Option<i64>,
     pub max_output_tokens: Option<u32>,
+    /// When these prices take effect (RFC 3339); omitted = as soon as imported.
+    #[serde(default)]
+    pub price_effective_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +230,7 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
                     .max_output_tokens
                     .unwrap_or_else(default_max_output_tokens),
             },
+            effective_at: m.price_effective_at,
             pricing: Pricing {
                 input: m.input_price,
                 output: m.output_price,

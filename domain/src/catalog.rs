@@ -1,6 +1,7 @@
 //! CatalogModel: a public model name customers send, its display name and its prices.
 //! Every price change bumps the price version; a charge records the version it used.
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -23,10 +24,14 @@ pub fn default_max_output_tokens() -> u32 {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CatalogModelCommand {
-    /// Publishes the model, or updates details and prices where they differ.
+    /// Publishes the model, or updates details and prices where they differ. New prices apply
+    /// from `effective_at` (from when the change is recorded if None); calls made before then
+    /// keep the price version they were charged at.
     Publish {
         details: ModelDetails,
         pricing: Pricing,
+        #[serde(default)]
+        effective_at: Option<DateTime<Utc>>,
     },
     Retire,
 }
@@ -41,9 +46,13 @@ pub enum CatalogModelEvent {
     DetailsChanged {
         details: ModelDetails,
     },
+    /// A new price version. It applies to calls that start at or after `effective_at` (after
+    /// the event's recorded time when None); earlier calls are never re-priced.
     PricingChanged {
         pricing: Pricing,
         price_version: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        effective_at: Option<DateTime<Utc>>,
     },
     Retired,
 }
@@ -52,8 +61,10 @@ crate::domain_event!(CatalogModelEvent, "1");
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CatalogModel {
     details: Option<ModelDetails>,
+    /// The newest price version, whether or not it is in effect yet.
     pricing: Pricing,
     price_version: u32,
+    effective_at: Option<DateTime<Utc>>,
     retired: bool,
 }
 
@@ -84,7 +95,11 @@ impl Aggregate for CatalogModel {
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
         match command {
-            CatalogModelCommand::Publish { details, pricing } => {
+            CatalogModelCommand::Publish {
+                details,
+                pricing,
+                effective_at,
+            } => {
                 check_details(&details)?;
                 pricing.validate()?;
                 match &self.details {
@@ -101,11 +116,15 @@ impl Aggregate for CatalogModel {
                             sink.write(CatalogModelEvent::DetailsChanged { details }, self)
                                 .await;
                         }
-                        if self.pricing != pricing {
+                        // The same prices at the same time change nothing (a re-import);
+                        // the same prices from another time reschedule them as a new version.
+                        let rescheduled = effective_at != self.effective_at;
+                        if self.pricing != pricing || rescheduled {
                             let price_version = self.price_version + 1;
                             let event = CatalogModelEvent::PricingChanged {
                                 pricing,
                                 price_version,
+                                effective_at,
                             };
                             sink.write(event, self).await;
                         }
@@ -142,9 +161,11 @@ impl Aggregate for CatalogModel {
             CatalogModelEvent::PricingChanged {
                 pricing,
                 price_version,
+                effective_at,
             } => {
                 self.pricing = pricing;
                 self.price_version = price_version;
+                self.effective_at = effective_at;
             }
             CatalogModelEvent::Retired => self.retired = true,
         }
@@ -188,6 +209,7 @@ mod tests {
             .when(CatalogModelCommand::Publish {
                 details: details(),
                 pricing: pricing(2_000_000),
+                effective_at: None,
             })
             .then_expect_events(vec![]);
     }
@@ -199,11 +221,42 @@ mod tests {
             .when(CatalogModelCommand::Publish {
                 details: details(),
                 pricing: pricing(3_000_000),
+                effective_at: None,
             })
             .then_expect_events(vec![CatalogModelEvent::PricingChanged {
                 pricing: pricing(3_000_000),
                 price_version: 2,
+                effective_at: None,
             }]);
+    }
+
+    #[test]
+    fn a_scheduled_price_change_is_a_version_with_its_effective_time() {
+        let at = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .expect("a valid time")
+            .with_timezone(&Utc);
+        let scheduled = CatalogModelEvent::PricingChanged {
+            pricing: pricing(3_000_000),
+            price_version: 2,
+            effective_at: Some(at),
+        };
+        Given::with(())
+            .given(vec![published()])
+            .when(CatalogModelCommand::Publish {
+                details: details(),
+                pricing: pricing(3_000_000),
+                effective_at: Some(at),
+            })
+            .then_expect_events(vec![scheduled.clone()]);
+        // Importing the same schedule again changes nothing.
+        Given::with(())
+            .given(vec![published(), scheduled])
+            .when(CatalogModelCommand::Publish {
+                details: details(),
+                pricing: pricing(3_000_000),
+                effective_at: Some(at),
+            })
+            .then_expect_events(vec![]);
     }
 
     #[test]
@@ -213,6 +266,7 @@ mod tests {
             .when(CatalogModelCommand::Publish {
                 details: details(),
                 pricing: pricing(-1),
+                effective_at: None,
             })
             .then_expect_error_message("invalid input_price: must not be negative");
     }

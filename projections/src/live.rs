@@ -42,14 +42,45 @@ pub struct TenantEntry {
     pub password_hash: String,
 }
 
+/// One price version of a model and when it takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriceVersion {
+    pub version: u32,
+    pub pricing: Pricing,
+    pub effective_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ModelEntry {
     pub details: ModelDetails,
-    pub pricing: Pricing,
-    pub price_version: u32,
+    /// Every price version, oldest first; scheduled ones may lie in the future.
+    pub prices: Vec<PriceVersion>,
     pub retired: bool,
     /// When the model was published, Unix seconds.
     pub created: i64,
+}
+
+impl ModelEntry {
+    /// The price version in effect at `at`: the newest one that has started. (Before the first
+    /// version's time — clocks of replicas differ slightly — the first one.)
+    pub fn price_at(&self, at: DateTime<Utc>) -> PriceVersion {
+        self.prices
+            .iter()
+            .rev()
+            .find(|p| p.effective_at <= at)
+            .or(self.prices.first())
+            .copied()
+            .unwrap_or(PriceVersion {
+                version: 0,
+                pricing: Pricing::default(),
+                effective_at: at,
+            })
+    }
+
+    /// The next price version that has not started yet at `at`, if one is scheduled.
+    pub fn next_price_after(&self, at: DateTime<Utc>) -> Option<PriceVersion> {
+        self.prices.iter().find(|p| p.effective_at > at).copied()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -148,7 +179,7 @@ impl LiveView {
             }
             types::CATALOG_MODEL => {
                 if let Some(e) = decode::<CatalogModelEvent>(event) {
-                    self.apply_model(id, e, recorded_at(event).timestamp())
+                    self.apply_model(id, e, recorded_at(event))
                 }
             }
             types::ROUTE => {
@@ -241,7 +272,7 @@ impl LiveView {
         }
     }
 
-    fn apply_model(&mut self, id: &str, event: CatalogModelEvent, created: i64) {
+    fn apply_model(&mut self, id: &str, event: CatalogModelEvent, recorded_at: DateTime<Utc>) {
         if let CatalogModelEvent::Published {
             details,
             pricing,
@@ -252,10 +283,13 @@ impl LiveView {
                 id.to_string(),
                 ModelEntry {
                     details,
-                    pricing,
-                    price_version,
+                    prices: vec![PriceVersion {
+                        version: price_version,
+                        pricing,
+                        effective_at: recorded_at,
+                    }],
                     retired: false,
-                    created,
+                    created: recorded_at.timestamp(),
                 },
             );
             return;
@@ -271,9 +305,16 @@ impl LiveView {
             CatalogModelEvent::PricingChanged {
                 pricing,
                 price_version,
+                effective_at,
             } => {
-                model.pricing = pricing;
-                model.price_version = price_version;
+                let effective_at = effective_at.unwrap_or(recorded_at);
+                // A newer version replaces any scheduled one that starts at or after it.
+                model.prices.retain(|p| p.effective_at < effective_at);
+                model.prices.push(PriceVersion {
+                    version: price_version,
+                    pricing,
+                    effective_at,
+                });
             }
             CatalogModelEvent::Retired => model.retired = true,
             CatalogModelEvent::Published { .. } => {}

@@ -153,8 +153,10 @@ async fn run(
     let output_limit = request
         .max_output_tokens
         .unwrap_or(u64::from(model.details.max_output_tokens));
+    // The price version in effect when the call starts is the one it is charged at.
+    let price = model.price_at(started_at);
     // Hold an upper bound of the cost: every request byte a token, and the full output limit.
-    let hold_amount = model.pricing.cost(BillableTokens {
+    let hold_amount = price.pricing.cost(BillableTokens {
         input: body.len() as u64,
         output: output_limit.saturating_mul(u64::from(request.n.unwrap_or(1).max(1))),
         ..BillableTokens::default()
@@ -188,8 +190,8 @@ async fn run(
         model: request.model.clone(),
         inbound_protocol: dialect.as_str(),
         stream: request.stream,
-        pricing: model.pricing,
-        price_version: model.price_version,
+        pricing: price.pricing,
+        price_version: price.version,
         request_bytes: body.len(),
         started,
         started_at,

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use modelrouter_projections::live::ModelEntry;
+use modelrouter_projections::live::{ModelEntry, PriceVersion};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -47,6 +47,18 @@ pub struct Prices {
     cached_input: i64,
     cache_write: Option<i64>,
     version: u32,
+    effective_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn prices(version: &PriceVersion) -> Prices {
+    Prices {
+        input: version.pricing.input,
+        output: version.pricing.output,
+        cached_input: version.pricing.cached_input,
+        cache_write: version.pricing.cache_write,
+        version: version.version,
+        effective_at: version.effective_at,
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -64,7 +76,10 @@ pub struct ModelView {
     display_name: String,
     description: String,
     max_output_tokens: u32,
+    /// The prices in effect now.
     prices: Prices,
+    /// A scheduled change, if one is announced.
+    next_prices: Option<Prices>,
     /// Customer protocols that reach the model: `openai`, `anthropic`, `dashscope`.
     protocols: Vec<&'static str>,
     snippets: Snippets,
@@ -88,18 +103,15 @@ pub fn snippets(base: &str, model: &str) -> Snippets {
 }
 
 fn model_view(base: &str, name: &str, model: &ModelEntry) -> ModelView {
+    let now = chrono::Utc::now();
+    let current = model.price_at(now);
     ModelView {
         id: name.to_string(),
         display_name: model.details.display_name.clone(),
         description: model.details.description.clone(),
         max_output_tokens: model.details.max_output_tokens,
-        prices: Prices {
-            input: model.pricing.input,
-            output: model.pricing.output,
-            cached_input: model.pricing.cached_input,
-            cache_write: model.pricing.cache_write,
-            version: model.price_version,
-        },
+        prices: prices(&current),
+        next_prices: model.next_price_after(now).as_ref().map(prices),
         protocols: PROTOCOLS.to_vec(),
         snippets: snippets(base, name),
     }
@@ -133,6 +145,8 @@ struct ModelRow {
     input: String,
     output: String,
     cached_input: String,
+    /// A scheduled price change, in words.
+    change: Option<String>,
     selected: bool,
 }
 
@@ -180,6 +194,15 @@ pub async fn page(
             input: format::price(m.prices.input),
             output: format::price(m.prices.output),
             cached_input: format::price(m.prices.cached_input),
+            change: m.next_prices.as_ref().map(|next| {
+                format!(
+                    "From {}: input {}, cached input {}, output {}",
+                    next.effective_at.format("%Y-%m-%d %H:%M UTC"),
+                    format::price(next.input),
+                    format::price(next.cached_input),
+                    format::price(next.output)
+                )
+            }),
         })
         .collect();
     let page = ModelsPage {
