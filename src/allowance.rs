@@ -19,7 +19,9 @@ use modelrouter_domain::account::AccountCommand;
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::{DomainError, Money};
 
-use crate::store::{CommandError, Commands};
+use modelrouter_projections::sql::{self, usage, Projection};
+
+use crate::store::{replicas, CommandError, Commands, Db};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllowanceError {
@@ -37,8 +39,12 @@ struct TenantLease {
     held: i64,
     /// A background top-up is under way.
     refilling_ahead: bool,
-    unsettled_used: i64,
-    unsettled_calls: u64,
+    /// Charged and counted on this lease since it was granted…
+    used_total: i64,
+    calls_total: u64,
+    /// …and how much of that the Account has confirmed settled.
+    settled_used: i64,
+    settled_calls: u64,
     /// Serializes top-ups of this tenant's lease on this replica.
     refill: Arc<tokio::sync::Mutex<()>>,
 }
@@ -234,49 +240,100 @@ impl Allowances {
             match charged {
                 Some(cost) => {
                     lease.available += held - cost;
-                    lease.unsettled_used += cost;
-                    lease.unsettled_calls += 1;
+                    lease.used_total += cost;
+                    lease.calls_total += 1;
                 }
                 None => lease.available += held,
             }
         });
     }
 
-    /// Settles what every lease has used since the last settlement.
+    /// Reports every lease's totals that the Account has not confirmed yet. Totals, not
+    /// increments: a report whose answer was lost (a timeout after the commit) is simply sent
+    /// again and settles nothing twice.
     pub async fn settle(&self) {
         let due: Vec<(String, i64, u64)> = self.with_leases(|leases| {
             leases
-                .iter_mut()
-                .filter(|(_, l)| l.unsettled_used > 0 || l.unsettled_calls > 0)
-                .map(|(tenant, l)| {
-                    let due = (tenant.clone(), l.unsettled_used, l.unsettled_calls);
-                    l.unsettled_used = 0;
-                    l.unsettled_calls = 0;
-                    due
-                })
+                .iter()
+                .filter(|(_, l)| l.used_total > l.settled_used || l.calls_total > l.settled_calls)
+                .map(|(tenant, l)| (tenant.clone(), l.used_total, l.calls_total))
                 .collect()
         });
-        for (tenant_id, used, calls) in due {
+        for (tenant_id, used_total, calls_total) in due {
             let command = AccountCommand::SettleUsage {
                 lease_id: self.lease_id(&tenant_id),
-                used: Money(used),
-                calls,
+                used_total: Money(used_total),
+                calls_total,
             };
             let metadata = Metadata::new(&Actor::System);
-            if let Err(error) = self
+            match self
                 .commands
                 .accounts
                 .execute(&tenant_id, command, &metadata)
                 .await
             {
-                tracing::warn!(%error, tenant_id, used, "settlement failed; kept for the next one");
-                self.with_leases(|leases| {
+                Ok(()) => self.with_leases(|leases| {
                     let lease = leases.entry(tenant_id).or_default();
-                    lease.unsettled_used += used;
-                    lease.unsettled_calls += calls;
-                });
+                    lease.settled_used = lease.settled_used.max(used_total);
+                    lease.settled_calls = lease.settled_calls.max(calls_total);
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, tenant_id, used_total, "settlement failed; reported again next time")
+                }
             }
         }
+    }
+
+    /// Settles and releases the leases of replicas that stopped heart-beating before
+    /// `seen_since` (Unix seconds): their metered calls are counted from the log (the usage
+    /// projection's `lease_usage`) and the Account settles whatever of that total it has not
+    /// settled yet, then releases the rest of the lease. Safe to run on every replica at once:
+    /// the Account takes totals, so a second reclaim finds nothing left to do. Returns how many
+    /// leases were reclaimed.
+    pub async fn reclaim_orphans(&self, db: &Db, seen_since: i64) -> Result<usize, sqlx::Error> {
+        // Fresh lease and usage tables first: what the dead replica metered must all be counted.
+        for projection in Projection::ALL {
+            sql::catch_up(db, projection, 1000).await?;
+        }
+        let orphans = replicas::orphaned_leases(db, &self.node, seen_since).await?;
+        let mut reclaimed = 0;
+        for orphan in orphans {
+            let (used, calls) = usage::lease_usage(db, &orphan.lease_id).await?;
+            let command = AccountCommand::ReclaimLease {
+                lease_id: orphan.lease_id.clone(),
+                used_total: Money(used),
+                calls_total: u64::try_from(calls).unwrap_or(0),
+            };
+            match self
+                .commands
+                .accounts
+                .execute(&orphan.tenant_id, command, &Metadata::new(&Actor::System))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(
+                        lease = orphan.lease_id,
+                        node = orphan.node,
+                        used,
+                        "reclaimed the lease of a replica that stopped"
+                    );
+                    reclaimed += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, lease = orphan.lease_id, "lease reclaim failed; tried again later")
+                }
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The lease id this replica uses for a tenant (recorded with each metered call).
+    pub fn lease_of(&self, tenant_id: &str) -> String {
+        self.lease_id(tenant_id)
     }
 
     /// Settles everything and hands every lease back (graceful shutdown).

@@ -30,6 +30,8 @@ pub struct Settings {
     pub lease_chunk: Money,
     pub settle_every: Duration,
     pub tail_poll: Duration,
+    /// A replica not heard from for this long is dead: others settle and release its leases.
+    pub lease_reclaim_after: Duration,
     /// The portal's idea of this gateway's public address, for snippets and cookies
     /// (`https://api.example.com`). None derives it from each request's `Host`.
     pub public_url: Option<String>,
@@ -66,6 +68,7 @@ impl Settings {
             lease_chunk: Money(1_000_000),
             settle_every: Duration::from_secs(2),
             tail_poll: Duration::from_millis(250),
+            lease_reclaim_after: Duration::from_secs(60),
             public_url: None,
             currency: "USD".into(),
             signup_credit: Money::ZERO,

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::gateway::{self, AppState};
 use crate::live::{run_tailer, Live};
-use crate::store::{self, Appender, Commands, Db};
+use crate::store::{self, replicas, Appender, Commands, Db};
 
 /// The store, master key and command bus every CLI command shares.
 pub struct Core {
@@ -88,7 +88,20 @@ pub async fn serve(
     let (appender, appender_task) =
         Appender::start(db.clone(), settings.metering_flush, settings.metering_batch);
     let node = format!("node-{}", uuid::Uuid::new_v4().simple());
-    let allowances = Allowances::new(node, settings.lease_chunk, commands.clone());
+    let allowances = Allowances::new(node.clone(), settings.lease_chunk, commands.clone());
+    // Say we are alive before taking any traffic, so no one reclaims the leases we are about to
+    // take.
+    let started_at = chrono::Utc::now().timestamp();
+    replicas::heartbeat(&db, &node, started_at, started_at)
+        .await
+        .context("cannot register this replica")?;
+    let liveness = tokio::spawn(keep_alive_and_reclaim(
+        db.clone(),
+        allowances.clone(),
+        started_at,
+        settings.lease_reclaim_after,
+        background.clone(),
+    ));
     let tailer = tokio::spawn(run_tailer(
         db.clone(),
         live.clone(),
@@ -138,7 +151,11 @@ pub async fn serve(
     background.cancel();
     let _ = settler.await;
     let _ = housekeeping.await;
+    let _ = liveness.await;
     allowances.release_all().await;
+    if let Err(error) = replicas::forget(&db, &node).await {
+        tracing::warn!(%error, "replica heartbeat not removed");
+    }
     let _ = tailer.await;
     Ok(())
 }
@@ -152,6 +169,38 @@ async fn settle_periodically(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => allowances.settle().await,
+        }
+    }
+}
+
+/// Heart-beats for this replica and reclaims the leases of replicas that stopped doing so.
+async fn keep_alive_and_reclaim(
+    db: Db,
+    allowances: Arc<Allowances>,
+    started_at: i64,
+    dead_after: Duration,
+    shutdown: CancellationToken,
+) {
+    let beat = (dead_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
+    let dead_after_secs = i64::try_from(dead_after.as_secs())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let mut beats: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(beat) => {}
+        }
+        let now = chrono::Utc::now().timestamp();
+        if let Err(error) = replicas::heartbeat(&db, allowances.node(), started_at, now).await {
+            tracing::warn!(%error, "heartbeat not written");
+        }
+        beats += 1;
+        // Look for dead replicas every other beat.
+        if beats % 2 == 0 {
+            if let Err(error) = allowances.reclaim_orphans(&db, now - dead_after_secs).await {
+                tracing::warn!(%error, "lease reclaim failed");
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use modelrouter_projections::sql::{self, usage, Projection};
+use modelrouter_projections::sql::{self, balances, usage, Projection};
 use serde_json::json;
 
 fn reprice(input: i64, output: i64, effective_at: Option<&str>) -> String {
@@ -75,5 +75,124 @@ async fn calls_are_charged_at_the_price_version_in_effect_when_they_start() {
         assert!(calls[0].cost > 0);
         assert_eq!(calls[0].cost, calls[1].cost);
         assert_eq!(last.cost, 2 * calls[0].cost);
+    }
+}
+
+/// Starts the real binary as a second process on the store, as an operator would.
+async fn spawn_replica(store: &Store) -> (tokio::process::Child, String) {
+    let port = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let settings = store.settings();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelrouter"));
+    command
+        .arg("--data-dir")
+        .arg(store.dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("MODELROUTER_MASTER_KEY", settings.master_key.unwrap())
+        .env_remove("MODELROUTER_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(url) = &store.url {
+        command.env("MODELROUTER_DATABASE_URL", url);
+    }
+    let child = command.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = eventually(Duration::from_secs(20), || async {
+        reqwest::get(format!("{base}/health/ready"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ready, "the replica did not become ready");
+    (child, base)
+}
+
+#[tokio::test]
+async fn the_leases_of_a_replica_that_died_are_settled_and_released_by_another() {
+    for store in stores().await {
+        let mock = mock().await;
+        let core = store.core().await;
+        import_text(&core, &catalog(mock.addr, 0)).await;
+        let acme = tenant_id(&core.db, "acme@example.com").await;
+
+        let (mut doomed, base) = spawn_replica(&store).await;
+        let http = reqwest::Client::new();
+        for i in 0..5 {
+            let response = http
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(KEY_AUTO)
+                .json(&json!({"model": "test-gpt", "messages": user(&format!("call {i}"))}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        // Its calls are metered (the appender flushes within 50 ms)…
+        let metered = eventually(Duration::from_secs(10), || async {
+            sql::catch_up(&core.db, Projection::Usage, 1000)
+                .await
+                .unwrap();
+            usage::calls(&core.db, Some(&acme), 100)
+                .await
+                .unwrap()
+                .len()
+                == 5
+        })
+        .await;
+        assert!(metered, "{}: the calls were never metered", store.name);
+        // …and then it dies without settling or releasing anything.
+        doomed.kill().await.unwrap();
+        sql::catch_up(&core.db, Projection::Balances, 1000)
+            .await
+            .unwrap();
+        let held = balances::balance_of(&core.db, &acme)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(held.outstanding > 0, "the dead replica held a lease");
+
+        // A surviving replica notices the silence and closes the lease from the log.
+        let mut settings = store.settings();
+        settings.lease_reclaim_after = Duration::from_secs(1);
+        let survivor = modelrouter::server::Running::start(settings).await.unwrap();
+        let reclaimed = eventually(Duration::from_secs(15), || async {
+            sql::catch_up(&core.db, Projection::Balances, 1000)
+                .await
+                .unwrap();
+            let row = balances::balance_of(&core.db, &acme)
+                .await
+                .unwrap()
+                .unwrap();
+            row.outstanding == 0 && row.calls == 5
+        })
+        .await;
+        assert!(
+            reclaimed,
+            "{}: the dead replica's lease was never reclaimed",
+            store.name
+        );
+        survivor.stop().await.unwrap();
+
+        // Every call charged exactly once: balance + charges = credits.
+        sql::catch_up(&core.db, Projection::Balances, 1000)
+            .await
+            .unwrap();
+        let row = balances::balance_of(&core.db, &acme)
+            .await
+            .unwrap()
+            .unwrap();
+        let charged: i64 = usage::calls(&core.db, Some(&acme), 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.cost)
+            .sum();
+        assert!(charged > 0);
+        assert_eq!(row.balance + charged, row.credited, "{}", store.name);
+        assert_eq!(row.settled, charged);
+        mock.stop();
     }
 }

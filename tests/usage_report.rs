@@ -88,6 +88,7 @@ fn record(
             latency_ms: 110,
         }],
         started_at: at(started),
+        lease_id: None,
     }
 }
 

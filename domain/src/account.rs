@@ -51,13 +51,23 @@ pub enum AccountCommand {
         node: String,
         requested: Money,
     },
+    /// What a lease has used **in total** since it was granted. The aggregate settles only the
+    /// part not settled before, so a settlement repeated after a timeout — or reported both by
+    /// the replica and by a reclaim — is never charged twice.
     SettleUsage {
         lease_id: String,
-        used: Money,
-        calls: u64,
+        used_total: Money,
+        calls_total: u64,
     },
     ReleaseAllowance {
         lease_id: String,
+    },
+    /// Closes the lease of a replica that died: settles the calls it metered (totals counted
+    /// from the log by another replica) and releases what it still held.
+    ReclaimLease {
+        lease_id: String,
+        used_total: Money,
+        calls_total: u64,
     },
 }
 
@@ -95,6 +105,9 @@ pub struct Account {
     credited_references: Vec<String>,
     /// lease id → allowance still outstanding on that lease.
     leases: BTreeMap<String, Money>,
+    /// lease id → usage and calls settled on that lease so far.
+    #[serde(default)]
+    settled: BTreeMap<String, (Money, u64)>,
 }
 
 impl Account {
@@ -107,6 +120,31 @@ impl Account {
     /// What may still be granted: balance minus what replicas already hold.
     pub fn available(&self) -> Money {
         self.balance - self.outstanding()
+    }
+}
+
+impl Account {
+    /// The settlement still due on a lease that has used `used_total` over `calls_total` calls.
+    fn unsettled(
+        &self,
+        lease_id: &str,
+        used_total: Money,
+        calls_total: u64,
+    ) -> Result<Option<AccountEvent>, DomainError> {
+        if used_total.micros() < 0 {
+            return Err(DomainError::invalid("used", "must not be negative"));
+        }
+        let (used, calls) = self.settled.get(lease_id).copied().unwrap_or_default();
+        let more_used = (used_total - used).max(Money::ZERO);
+        let more_calls = calls_total.saturating_sub(calls);
+        if more_used == Money::ZERO && more_calls == 0 {
+            return Ok(None);
+        }
+        Ok(Some(AccountEvent::UsageSettled {
+            lease_id: lease_id.to_string(),
+            used: more_used,
+            calls: more_calls,
+        }))
     }
 }
 
@@ -187,21 +225,28 @@ impl Aggregate for Account {
             }
             AccountCommand::SettleUsage {
                 lease_id,
-                used,
-                calls,
-            } => {
-                if used.micros() < 0 {
-                    return Err(DomainError::invalid("used", "must not be negative"));
-                }
-                if used == Money::ZERO && calls == 0 {
-                    return Ok(());
-                }
+                used_total,
+                calls_total,
+            } => match self.unsettled(&lease_id, used_total, calls_total)? {
                 // Usage is never refused: the calls happened. A lease that was already released
                 // or reclaimed still settles against the balance.
-                AccountEvent::UsageSettled {
-                    lease_id,
-                    used,
-                    calls,
+                Some(event) => event,
+                None => return Ok(()),
+            },
+            AccountCommand::ReclaimLease {
+                lease_id,
+                used_total,
+                calls_total,
+            } => {
+                if let Some(event) = self.unsettled(&lease_id, used_total, calls_total)? {
+                    sink.write(event, self).await;
+                }
+                match self.leases.get(&lease_id) {
+                    None => return Ok(()),
+                    Some(amount) => AccountEvent::AllowanceReleased {
+                        lease_id,
+                        amount: *amount,
+                    },
                 }
             }
             AccountCommand::ReleaseAllowance { lease_id } => match self.leases.get(&lease_id) {
@@ -237,11 +282,18 @@ impl Aggregate for Account {
                 let held = self.leases.entry(lease_id).or_default();
                 *held = *held + amount;
             }
-            AccountEvent::UsageSettled { lease_id, used, .. } => {
+            AccountEvent::UsageSettled {
+                lease_id,
+                used,
+                calls,
+            } => {
                 self.balance = self.balance - used;
                 if let Some(held) = self.leases.get_mut(&lease_id) {
                     *held = (*held - used).max(Money::ZERO);
                 }
+                let settled = self.settled.entry(lease_id).or_default();
+                settled.0 = settled.0 + used;
+                settled.1 += calls;
             }
             AccountEvent::AllowanceReleased { lease_id, .. } => {
                 self.leases.remove(&lease_id);
@@ -377,14 +429,88 @@ mod tests {
             ])
             .when(AccountCommand::SettleUsage {
                 lease_id: "a".into(),
-                used: Money(50),
-                calls: 1,
+                used_total: Money(50),
+                calls_total: 1,
             })
             .then_expect_events(vec![AccountEvent::UsageSettled {
                 lease_id: "a".into(),
                 used: Money(50),
                 calls: 1,
             }]);
+    }
+
+    fn settled(lease: &str, used: i64, calls: u64) -> AccountEvent {
+        AccountEvent::UsageSettled {
+            lease_id: lease.into(),
+            used: Money(used),
+            calls,
+        }
+    }
+
+    #[test]
+    fn settlements_are_totals_so_a_repeated_one_charges_nothing_twice() {
+        // The replica reports 80 in total after 50 were settled: 30 more are due.
+        Given::with(())
+            .given(vec![
+                credited(1000, "o1"),
+                granted("a", 600),
+                settled("a", 50, 1),
+            ])
+            .when(AccountCommand::SettleUsage {
+                lease_id: "a".into(),
+                used_total: Money(80),
+                calls_total: 2,
+            })
+            .then_expect_events(vec![settled("a", 30, 1)]);
+        // The same total again (a retry after a timeout) changes nothing.
+        Given::with(())
+            .given(vec![
+                credited(1000, "o1"),
+                granted("a", 600),
+                settled("a", 50, 1),
+                settled("a", 30, 1),
+            ])
+            .when(AccountCommand::SettleUsage {
+                lease_id: "a".into(),
+                used_total: Money(80),
+                calls_total: 2,
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_dead_replicas_lease_is_settled_from_its_metered_calls_and_released_once() {
+        let given = vec![credited(1000, "o1"), granted("a", 600), settled("a", 50, 1)];
+        Given::with(())
+            .given(given.clone())
+            .when(AccountCommand::ReclaimLease {
+                lease_id: "a".into(),
+                used_total: Money(120),
+                calls_total: 3,
+            })
+            .then_expect_events(vec![
+                settled("a", 70, 2),
+                AccountEvent::AllowanceReleased {
+                    lease_id: "a".into(),
+                    // 600 granted − 120 used
+                    amount: Money(480),
+                },
+            ]);
+        // Two replicas reclaiming at once: the second finds nothing left to do.
+        let mut after = given;
+        after.push(settled("a", 70, 2));
+        after.push(AccountEvent::AllowanceReleased {
+            lease_id: "a".into(),
+            amount: Money(480),
+        });
+        Given::with(())
+            .given(after)
+            .when(AccountCommand::ReclaimLease {
+                lease_id: "a".into(),
+                used_total: Money(120),
+                calls_total: 3,
+            })
+            .then_expect_events(vec![]);
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub struct CallRecord {
     pub ttft_ms: Option<u64>,
     pub attempts: Vec<Attempt>,
     pub started_at: DateTime<Utc>,
+    /// The allowance lease the call was charged to (which replica, which tenant), so the lease
+    /// of a replica that died can be settled from its metered calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +141,7 @@ mod tests {
             ttft_ms: None,
             attempts: vec![],
             started_at: DateTime::<Utc>::UNIX_EPOCH,
+            lease_id: None,
         })
     }
 

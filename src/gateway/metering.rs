@@ -71,6 +71,7 @@ impl Meter {
         let usage = billable_usage(&outcome, self.request_bytes);
         let cost = cost_of(&self.pricing, &usage);
         self.hold.charge(cost);
+        let lease_id = self.state.allowances.lease_of(&self.tenant_id);
         let record = CallRecord {
             tenant_id: self.tenant_id,
             key_id: self.key_id,
@@ -85,6 +86,7 @@ impl Meter {
             ttft_ms: outcome.ttft_ms,
             attempts: self.attempts,
             started_at: self.started_at,
+            lease_id: Some(lease_id),
         };
         self.state
             .appender

@@ -6,6 +6,7 @@
 
 mod appender;
 mod commands;
+pub mod replicas;
 pub mod sessions;
 
 pub use appender::{Appender, MeteringRecord};

@@ -76,7 +76,7 @@ impl Projection {
     pub fn tables(self) -> &'static [&'static str] {
         match self {
             Projection::Balances => &["balances", "balance_leases"],
-            Projection::Usage => &["usage_calls"],
+            Projection::Usage => &["usage_calls", "lease_usage"],
         }
     }
 

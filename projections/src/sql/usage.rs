@@ -119,7 +119,50 @@ pub(super) async fn apply_batch(
             query.execute(conn).await.map(|_| ())
         })?;
     }
+    add_lease_usage(tx, &rows).await
+}
+
+/// Adds each lease's calls of the batch to `lease_usage`, one statement per lease.
+async fn add_lease_usage(
+    tx: &mut DbTx<'_>,
+    rows: &[(&StoredEvent, Box<modelrouter_domain::inference::CallRecord>)],
+) -> Result<(), sqlx::Error> {
+    let mut per_lease: std::collections::BTreeMap<&str, (&str, i64, i64)> = Default::default();
+    for (_, call) in rows {
+        if let Some(lease) = &call.lease_id {
+            let entry = per_lease.entry(lease).or_insert((&call.tenant_id, 0, 0));
+            entry.1 += call.cost.0;
+            entry.2 += 1;
+        }
+    }
+    for (lease, (tenant, used, calls)) in per_lease {
+        on_tx!(tx, conn => {
+            sqlx::query(
+                "INSERT INTO lease_usage (lease_id, tenant_id, used, calls) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (lease_id) DO UPDATE SET used = lease_usage.used + excluded.used,
+                                                      calls = lease_usage.calls + excluded.calls",
+            )
+            .bind(lease)
+            .bind(tenant)
+            .bind(used)
+            .bind(calls)
+            .execute(conn)
+            .await
+            .map(|_| ())
+        })?;
+    }
     Ok(())
+}
+
+/// What the calls metered under one lease were charged, and how many there were.
+pub async fn lease_usage(db: &Db, lease_id: &str) -> Result<(i64, i64), sqlx::Error> {
+    let row: Option<(i64, i64)> = crate::on_db!(db, pool => {
+        sqlx::query_as("SELECT used, calls FROM lease_usage WHERE lease_id = $1")
+            .bind(lease_id)
+            .fetch_optional(pool)
+            .await?
+    });
+    Ok(row.unwrap_or((0, 0)))
 }
 
 /// Calls of one tenant (or all tenants), newest first.
@@ -182,8 +225,19 @@ where
 pub(super) async fn dump(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     let mut rows = calls(db, None, i64::MAX).await?;
     rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
-    Ok(rows
+    let mut lines: Vec<String> = rows
         .iter()
         .map(|row| serde_json::to_string(row).unwrap_or_default())
-        .collect())
+        .collect();
+    let leases: Vec<(String, String, i64, i64)> = crate::on_db!(db, pool => {
+        sqlx::query_as("SELECT lease_id, tenant_id, used, calls FROM lease_usage ORDER BY lease_id")
+            .fetch_all(pool)
+            .await?
+    });
+    lines.extend(
+        leases
+            .into_iter()
+            .map(|(lease, tenant, used, calls)| format!("lease {lease} {tenant} {used} {calls}")),
+    );
+    Ok(lines)
 }
