@@ -24,4 +24,5 @@ pub mod protocol;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod tokenizer;
 pub mod upstream;

@@ -85,6 +85,8 @@ pub async fn serve(
         live,
     } = core;
     let background = CancellationToken::new();
+    // Load the tokenizer's tables now rather than in the first call that needs an estimate.
+    tokio::task::spawn_blocking(|| crate::tokenizer::count("warm up"));
     let (appender, appender_task) =
         Appender::start(db.clone(), settings.metering_flush, settings.metering_batch);
     let node = format!("node-{}", uuid::Uuid::new_v4().simple());

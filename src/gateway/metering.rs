@@ -12,6 +12,7 @@ use modelrouter_domain::{Money, Pricing};
 use super::AppState;
 use crate::allowance::Hold;
 use crate::store::MeteringRecord;
+use crate::tokenizer;
 
 /// What is known of a call before its outcome.
 pub struct Meter {
@@ -26,7 +27,8 @@ pub struct Meter {
     pub stream: bool,
     pub pricing: Pricing,
     pub price_version: u32,
-    pub request_bytes: usize,
+    /// The client's request body, for an estimate when the upstream reports no usage.
+    pub request_body: bytes::Bytes,
     pub started: Instant,
     pub started_at: DateTime<Utc>,
     pub attempts: Vec<Attempt>,
@@ -37,19 +39,53 @@ pub struct Meter {
 pub struct Outcome {
     pub status: u16,
     pub usage: Option<Usage>,
-    /// Characters of output delivered to the client, for an estimate when usage never came.
-    pub delivered_chars: u64,
+    /// Output delivered to the client, for an estimate when usage never came.
+    pub delivered: Delivered,
     pub ttft_ms: Option<u64>,
 }
 
-/// The usage to bill: the upstream's numbers, else an estimate when output was delivered
-/// (about four characters per token), else nothing.
-fn billable_usage(outcome: &Outcome, request_bytes: usize) -> Usage {
+/// The output text a stream delivered, kept up to [`Delivered::KEEP`] bytes; beyond that only
+/// counted, so a huge stream costs no memory.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    text: String,
+    chars_beyond: u64,
+}
+
+impl Delivered {
+    const KEEP: usize = 1 << 20;
+
+    pub fn push(&mut self, text: &str) {
+        if self.text.len() + text.len() <= Self::KEEP {
+            self.text.push_str(text);
+        } else {
+            self.chars_beyond += text.chars().count() as u64;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.chars_beyond == 0
+    }
+
+    /// Tokens of the delivered output: the kept text through the tokenizer, the rest at four
+    /// characters a token.
+    fn tokens(&self) -> u64 {
+        tokenizer::count(&self.text) + self.chars_beyond.div_ceil(4)
+    }
+}
+
+/// The usage to bill (protocols.md §5.3, and the policy in docs/billing.md):
+/// - the upstream's numbers when it reported them;
+/// - when output reached the client but usage never came (a stream cut short, an upstream that
+///   does not report usage), an estimate by tokenizer of the request and of the delivered
+///   output, flagged `estimated`;
+/// - nothing when no output reached the client (it left first, or the upstream failed first).
+fn billable_usage(outcome: &Outcome, request_body: &[u8]) -> Usage {
     match outcome.usage {
         Some(usage) => usage,
-        None if outcome.delivered_chars > 0 => Usage {
-            input_total: Some((request_bytes as u64).div_ceil(4)),
-            output_total: Some(outcome.delivered_chars.div_ceil(4)),
+        None if !outcome.delivered.is_empty() => Usage {
+            input_total: Some(tokenizer::count_request(request_body)),
+            output_total: Some(outcome.delivered.tokens()),
             estimated: true,
             ..Usage::default()
         },
@@ -68,7 +104,19 @@ pub fn cost_of(pricing: &Pricing, usage: &Usage) -> Money {
 
 impl Meter {
     pub async fn finish(self, outcome: Outcome) {
-        let usage = billable_usage(&outcome, self.request_bytes);
+        let (status, ttft_ms) = (outcome.status, outcome.ttft_ms);
+        let usage = if outcome.usage.is_none() && !outcome.delivered.is_empty() {
+            // Tokenizing is CPU work: off the async workers.
+            let body = self.request_body.clone();
+            tokio::task::spawn_blocking(move || billable_usage(&outcome, &body))
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "usage estimate failed");
+                    Usage::default()
+                })
+        } else {
+            billable_usage(&outcome, &self.request_body)
+        };
         let cost = cost_of(&self.pricing, &usage);
         self.hold.charge(cost);
         let lease_id = self.state.allowances.lease_of(&self.tenant_id);
@@ -78,12 +126,12 @@ impl Meter {
             model: self.model,
             inbound_protocol: self.inbound_protocol.into(),
             stream: self.stream,
-            status: outcome.status,
+            status,
             usage,
             cost,
             price_version: self.price_version,
             latency_ms: self.started.elapsed().as_millis() as u64,
-            ttft_ms: outcome.ttft_ms,
+            ttft_ms,
             attempts: self.attempts,
             started_at: self.started_at,
             lease_id: Some(lease_id),

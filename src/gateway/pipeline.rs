@@ -192,7 +192,7 @@ async fn run(
         stream: request.stream,
         pricing: price.pricing,
         price_version: price.version,
-        request_bytes: body.len(),
+        request_body: body.clone(),
         started,
         started_at,
         attempts: Vec::new(),
@@ -316,7 +316,7 @@ async fn run(
             tokio::spawn(meter.finish(Outcome {
                 status: 200,
                 usage,
-                delivered_chars: 0,
+                delivered: Default::default(),
                 ttft_ms,
             }));
             let overhead = before_upstream + upstream_done.elapsed();
@@ -339,7 +339,7 @@ fn failed_outcome(status: u16) -> Outcome {
     Outcome {
         status,
         usage: None,
-        delivered_chars: 0,
+        delivered: Default::default(),
         ttft_ms: None,
     }
 }

@@ -167,27 +167,27 @@ struct Tally {
 impl Tally {
     fn note(&mut self, events: &[StreamEvent]) {
         for event in events {
-            let chars = match event {
+            let output = match event {
                 StreamEvent::TextDelta { text, .. } | StreamEvent::ReasoningDelta { text, .. } => {
-                    text.chars().count() as u64
+                    text.as_str()
                 }
-                StreamEvent::ToolCallDelta { arguments, .. } => arguments.chars().count() as u64,
-                StreamEvent::ToolCallStart { name, .. } => name.chars().count() as u64,
+                StreamEvent::ToolCallDelta { arguments, .. } => arguments.as_str(),
+                StreamEvent::ToolCallStart { name, .. } => name.as_str(),
                 StreamEvent::Usage(usage) => {
                     self.outcome
                         .usage
                         .get_or_insert_with(Default::default)
                         .merge(usage);
-                    0
+                    ""
                 }
                 StreamEvent::Error(error) => {
                     self.outcome.status = error.status;
-                    0
+                    ""
                 }
-                _ => 0,
+                _ => "",
             };
-            if chars > 0 {
-                self.outcome.delivered_chars += chars;
+            if !output.is_empty() {
+                self.outcome.delivered.push(output);
                 if self.outcome.ttft_ms.is_none() {
                     self.outcome.ttft_ms = Some(self.started.elapsed().as_millis() as u64);
                 }
@@ -206,7 +206,7 @@ async fn pump(
         outcome: Outcome {
             status: 200,
             usage: None,
-            delivered_chars: 0,
+            delivered: Default::default(),
             ttft_ms: None,
         },
         started: meter.started,

@@ -8,7 +8,7 @@ use crate::protocol::anthropic::{
     decode_count_tokens_request, decode_request, encode_request, error_body, error_type_for_status,
     estimate_input_tokens, status_for_error_type,
 };
-use crate::protocol::canonical::{ReasoningConfig, ResponseFormat, Tool, ToolChoice};
+use crate::protocol::canonical::{Part, ReasoningConfig, ResponseFormat, Tool, ToolChoice};
 
 fn client(extra: serde_json::Value) -> Vec<u8> {
     let mut body = json!({"model": "c", "max_tokens": 100,
@@ -306,15 +306,25 @@ fn error_envelope_uses_anthropic_types() {
 fn count_tokens_estimate_grows_with_what_the_model_reads() {
     let small = decode_count_tokens_request(&client(json!({"max_tokens": null}))).expect("ok");
     let base = estimate_input_tokens(&small);
+    let text: String = small
+        .messages
+        .iter()
+        .flat_map(|m| m.parts.iter())
+        .filter_map(|p| match p {
+            Part::Text { text, .. } => Some(format!("{text}\n")),
+            _ => None,
+        })
+        .collect();
     assert_eq!(
         base,
-        1 + 4,
-        "one char rounds up to a token, plus the message overhead"
+        crate::tokenizer::count(&text) + 4,
+        "the message text through the tokenizer, plus the message overhead"
     );
     let long = decode_count_tokens_request(&client(
-        json!({"max_tokens": null, "system": "x".repeat(400),
+        json!({"max_tokens": null, "system": "lorem ipsum ".repeat(100),
         "tools": [{"name": "f", "input_schema": {"type": "object"}}]}),
     ))
     .expect("ok");
-    assert!(estimate_input_tokens(&long) >= base + 100 + 4);
+    // 200 words of system text and a tool with its framing.
+    assert!(estimate_input_tokens(&long) >= base + 200 + 4);
 }
