@@ -81,9 +81,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Unknown paths: the portal's not-found page under `/portal`, an OpenAI-style error elsewhere.
-async fn not_found(uri: axum::http::Uri) -> Response {
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
     if uri.path().starts_with("/portal") {
-        crate::portal::not_found_page()
+        crate::portal::not_found_page(&headers).await
     } else {
         axum::response::IntoResponse::into_response(ApiError::NotFound)
     }

@@ -350,8 +350,13 @@ pub async fn login_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     jar: CookieJar,
+    signed_in: Option<SignedIn>,
     Query(query): Query<NextQuery>,
 ) -> Result<Response, PortalError> {
+    if signed_in.is_some() {
+        // Already signed in: straight on to where sign-in would have led.
+        return Ok(Redirect::to(&safe_next(query.next.as_deref())).into_response());
+    }
     let (jar, csrf) = session::login_csrf(&state, &headers, jar);
     let notice = match query.notice.as_deref() {
         Some("signed_out") => Some("You are signed out."),

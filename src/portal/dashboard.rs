@@ -121,7 +121,7 @@ impl RecentCall {
             time: format::time(&row.started_at),
             model: row.model.clone(),
             tokens: format::count(total),
-            cost: format::money(row.cost),
+            cost: format::money_column(row.cost),
             status: row.status,
         }
     }

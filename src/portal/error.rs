@@ -160,6 +160,13 @@ fn with_retry_after(mut response: Response, rendered: &Rendered) -> Response {
     response
 }
 
+/// Whether the browser sends a session cookie (for the error page's way back; not a sign-in).
+fn has_session_cookie(headers: &axum::http::HeaderMap) -> bool {
+    axum_extra::extract::cookie::CookieJar::from_headers(headers)
+        .get(super::session::SESSION_COOKIE)
+        .is_some()
+}
+
 /// The portal's one error page.
 #[derive(Template)]
 #[template(path = "portal/error.html")]
@@ -177,11 +184,7 @@ pub async fn render_page_errors(request: Request, next: Next) -> Response {
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| "/portal".into());
-    let signed_in = request
-        .headers()
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.contains(super::session::SESSION_COOKIE));
+    let signed_in = has_session_cookie(request.headers());
     let response = next.run(request).await;
     let Some(rendered) = response.extensions().get::<Rendered>().cloned() else {
         return response;
@@ -226,12 +229,12 @@ pub fn urlencode(text: &str) -> String {
 }
 
 /// The error page for a portal path no route serves.
-pub fn not_found_page() -> Response {
+pub fn not_found_page(headers: &axum::http::HeaderMap) -> Response {
     let error = PortalError::NotFound;
     let page = ErrorPage {
         title: "Not found".into(),
         message: error.to_string(),
-        signed_in: false,
+        signed_in: has_session_cookie(headers),
     };
     let body = page.render().unwrap_or_else(|_| error.to_string());
     (error.status(), Html(body)).into_response()

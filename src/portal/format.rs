@@ -16,6 +16,18 @@ pub fn money(micros: i64) -> String {
     format!("{sign}{}.{fraction}", thousands(whole))
 }
 
+/// Micro-units with all six decimals, for columns of amounts that must line up:
+/// `40` → `0.000040`, `750_000` → `0.750000`.
+pub fn money_column(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!(
+        "{sign}{}.{:06}",
+        thousands(abs / 1_000_000),
+        abs % 1_000_000
+    )
+}
+
 /// A price per one million tokens (micro-units per 1M tokens) as an amount: `2_000_000` → `2.00`.
 pub fn price(micros_per_million: i64) -> String {
     money(micros_per_million)
@@ -98,12 +110,19 @@ pub fn spend_chart(bars: &[Bar], currency: &str) -> String {
             money(bar.cost),
             count(bar.requests)
         );
-        let first_or_last = i == 0 || i + 1 == bars.len();
-        if first_or_last || i % 7 == 0 {
+        // A label every seventh day counted back from today, so today's is always there and
+        // none sits closer than a week to another; today's ends at the chart's right edge.
+        let from_end = bars.len() - 1 - i;
+        if from_end % 7 == 0 {
             let label = bar.day.get(5..).unwrap_or(&bar.day);
+            let (anchor, at) = if from_end == 0 {
+                ("end", x + bar_width)
+            } else {
+                ("start", x)
+            };
             let _ = write!(
                 svg,
-                "<text x=\"{x}\" y=\"{}\" class=\"label\">{}</text>",
+                "<text x=\"{at}\" y=\"{}\" text-anchor=\"{anchor}\" class=\"label\">{}</text>",
                 HEIGHT + AXIS - 4,
                 escape(label)
             );

@@ -278,6 +278,15 @@ fn describe(scope: &KeyScope) -> String {
     }
 }
 
+/// A key that expires at midnight UTC was made "valid through" the day before: say so.
+fn expiry(at: DateTime<Utc>) -> String {
+    if at.time() == chrono::NaiveTime::MIN {
+        format!("Through {}", (at - Duration::days(1)).format("%Y-%m-%d"))
+    } else {
+        at.format("%Y-%m-%d %H:%M UTC").to_string()
+    }
+}
+
 fn row(key: &KeyEntry, totals: Option<&KeyTotals>, now: DateTime<Utc>) -> KeyRow {
     KeyRow {
         id: key.key_id.clone(),
@@ -286,16 +295,13 @@ fn row(key: &KeyEntry, totals: Option<&KeyTotals>, now: DateTime<Utc>) -> KeyRow
         scope: describe(&key.scope),
         status: status(key, now),
         created: key.created_at.format("%Y-%m-%d").to_string(),
-        expires: key
-            .expires_at
-            .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_else(|| "Never".into()),
+        expires: key.expires_at.map(expiry).unwrap_or_else(|| "Never".into()),
         last_used: totals
             .and_then(|t| t.last_used.as_deref())
             .map(format::time)
             .unwrap_or_else(|| "Never".into()),
         requests: format::count(totals.map_or(0, |t| t.requests)),
-        spend: format::money(totals.map_or(0, |t| t.cost)),
+        spend: format::money_column(totals.map_or(0, |t| t.cost)),
     }
 }
 

@@ -111,6 +111,23 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
     }
 }
 
+/// Whether a visitor is signed in, for pages that also serve visitors who are not (sign-in).
+impl axum::extract::OptionalFromRequestParts<Arc<AppState>> for SignedIn {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match <SignedIn as FromRequestParts<Arc<AppState>>>::from_request_parts(parts, state).await
+        {
+            Ok(signed_in) => Ok(Some(signed_in)),
+            Err(PortalError::SignedOut | PortalError::Suspended) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+}
+
 /// A signed-in tenant whose JSON write carries the session's CSRF token in `X-CSRF-Token`.
 pub struct ApiWriter(pub SignedIn);
 

@@ -178,7 +178,7 @@ fn call_row(row: &UsageRow, names: &HashMap<String, (String, String)>) -> CallRo
         input: format::tokens(row.input_tokens),
         cached: format::tokens(row.cached_tokens),
         output: format::tokens(row.output_tokens),
-        cost: format::money(row.cost),
+        cost: format::money_column(row.cost),
         estimated: row.estimated,
         latency: format!("{} ms", format::count(row.latency_ms)),
         status: row.status,
@@ -196,7 +196,7 @@ fn total_row(model: String, totals: &[&ModelTotals]) -> TotalRow {
         input: format::count(sum(|t| t.input_tokens)),
         output: format::count(sum(|t| t.output_tokens)),
         cached: format::count(sum(|t| t.cached_tokens)),
-        cost: format::money(sum(|t| t.cost)),
+        cost: format::money_column(sum(|t| t.cost)),
     }
 }
 
