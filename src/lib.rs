@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod import;
 pub mod live;
 pub mod mock;
+pub mod payments;
 pub mod portal;
 pub mod protocol;
 pub mod routing;

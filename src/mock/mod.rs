@@ -32,6 +32,7 @@ mod openai;
 mod openai_stream;
 mod reply;
 mod sse;
+pub mod stripe;
 #[cfg(test)]
 mod tests;
 
