@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 use modelrouter_domain::account::Account;
 use modelrouter_domain::api_key::ApiKey;
 use modelrouter_domain::catalog::CatalogModel;
 use modelrouter_domain::metadata::Metadata;
 use modelrouter_domain::operator::Operator;
+use modelrouter_domain::prepaid::PrepaidCode;
 use modelrouter_domain::provider::Provider;
+use modelrouter_domain::recharge::RechargeOrder;
 use modelrouter_domain::route::Route;
 use modelrouter_domain::tenant::Tenant;
 use modelrouter_domain::DomainError;
@@ -44,13 +46,31 @@ impl From<AggregateError<DomainError>> for CommandError {
     }
 }
 
-/// A cqrs-es framework on either backend.
+/// A cqrs-es framework on either backend, with a second event store on the same pool for
+/// reading an aggregate's state. The framework keeps its store private, so the reader is built
+/// alongside it, with the same snapshot setting so both see the aggregate the same way.
 pub enum Cqrs<A: Aggregate> {
-    Sqlite(
-        CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>,
-        Db,
-    ),
-    Postgres(CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>),
+    Sqlite {
+        framework: CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>,
+        reader: PersistedEventStore<SqliteEventRepository, A>,
+        db: Db,
+    },
+    Postgres {
+        framework: CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>,
+        reader: PersistedEventStore<PostgresEventRepository, A>,
+    },
+}
+
+/// An event store on `repo`, snapshotting every `snapshot_every` events when given.
+fn event_store<R, A>(repo: R, snapshot_every: Option<usize>) -> PersistedEventStore<R, A>
+where
+    R: PersistedEventRepository,
+    A: Aggregate,
+{
+    match snapshot_every {
+        Some(n) => PersistedEventStore::new_snapshot_store(repo, n),
+        None => PersistedEventStore::new_event_store(repo),
+    }
 }
 
 impl<A> Cqrs<A>
@@ -60,23 +80,37 @@ where
 {
     fn new(db: &Db, snapshot_every: Option<usize>) -> Self {
         match db {
-            Db::Sqlite(pool) => {
-                let repo = SqliteEventRepository::new(pool.clone());
-                let store = match snapshot_every {
-                    Some(n) => PersistedEventStore::new_snapshot_store(repo, n),
-                    None => PersistedEventStore::new_event_store(repo),
-                };
-                Cqrs::Sqlite(CqrsFramework::new(store, vec![], ()), db.clone())
-            }
-            Db::Postgres(pool) => {
-                let repo = PostgresEventRepository::new(pool.clone());
-                let store = match snapshot_every {
-                    Some(n) => PersistedEventStore::new_snapshot_store(repo, n),
-                    None => PersistedEventStore::new_event_store(repo),
-                };
-                Cqrs::Postgres(CqrsFramework::new(store, vec![], ()))
-            }
+            Db::Sqlite(pool) => Cqrs::Sqlite {
+                framework: CqrsFramework::new(
+                    event_store(SqliteEventRepository::new(pool.clone()), snapshot_every),
+                    vec![],
+                    (),
+                ),
+                reader: event_store(SqliteEventRepository::new(pool.clone()), snapshot_every),
+                db: db.clone(),
+            },
+            Db::Postgres(pool) => Cqrs::Postgres {
+                framework: CqrsFramework::new(
+                    event_store(PostgresEventRepository::new(pool.clone()), snapshot_every),
+                    vec![],
+                    (),
+                ),
+                reader: event_store(PostgresEventRepository::new(pool.clone()), snapshot_every),
+            },
         }
+    }
+
+    /// The aggregate's current state, from its events (and snapshot, where it has one); the
+    /// default state for an aggregate without events. Handlers use it to read what the aggregate
+    /// decided after a command: a command whose effect was already recorded succeeds without
+    /// events, so its result alone does not say.
+    pub async fn load(&self, id: &str) -> Result<A, CommandError> {
+        // No write lock on SQLite: a read in WAL mode sees the last commit and blocks no writer.
+        let context = match self {
+            Cqrs::Sqlite { reader, .. } => reader.load_aggregate(id).await,
+            Cqrs::Postgres { reader, .. } => reader.load_aggregate(id).await,
+        };
+        Ok(context.map_err(CommandError::from)?.aggregate)
     }
 
     /// Executes a command, retrying on optimistic-lock conflicts.
@@ -90,12 +124,18 @@ where
         loop {
             let meta: HashMap<String, String> = metadata.clone().into_map();
             let result = match self {
-                Cqrs::Sqlite(cqrs, db) => {
+                Cqrs::Sqlite { framework, db, .. } => {
                     // Load and commit under this process's SQLite write lock (see Db::write_lock).
                     let _writing = db.write_lock().await;
-                    cqrs.execute_with_metadata(id, command.clone(), meta).await
+                    framework
+                        .execute_with_metadata(id, command.clone(), meta)
+                        .await
                 }
-                Cqrs::Postgres(cqrs) => cqrs.execute_with_metadata(id, command.clone(), meta).await,
+                Cqrs::Postgres { framework, .. } => {
+                    framework
+                        .execute_with_metadata(id, command.clone(), meta)
+                        .await
+                }
             };
             match result.map_err(CommandError::from) {
                 Err(CommandError::Conflict) if attempt < CONFLICT_RETRIES => {
@@ -119,6 +159,8 @@ pub struct Commands {
     pub models: Cqrs<CatalogModel>,
     pub routes: Cqrs<Route>,
     pub operators: Cqrs<Operator>,
+    pub recharges: Cqrs<RechargeOrder>,
+    pub prepaid: Cqrs<PrepaidCode>,
 }
 
 impl Commands {
@@ -131,6 +173,8 @@ impl Commands {
             models: Cqrs::new(&db, None),
             routes: Cqrs::new(&db, None),
             operators: Cqrs::new(&db, None),
+            recharges: Cqrs::new(&db, None),
+            prepaid: Cqrs::new(&db, None),
             db,
         }
     }
