@@ -1,6 +1,7 @@
 //! Top-ups on every configured store: a payment confirmed by two replicas at once is recorded
 //! once, a confirmation for the wrong amount is stored but not paid, a voucher code is redeemed
-//! once when two tenants try at the same moment, and `load` reads what the aggregates decided.
+//! once when two tenants try at the same moment, `load` reads what the aggregates decided, and an
+//! account read through its snapshot counts every credit once.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,6 +12,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
 use modelrouter::server::Core;
 use modelrouter::store::CommandError;
+use modelrouter_domain::account::{AccountCommand, CreditKind, CreditSource};
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::prepaid::{code_id, PrepaidCommand};
 use modelrouter_domain::recharge::{OrderState, PaymentMethod, RechargeCommand};
@@ -283,5 +285,58 @@ async fn loading_an_aggregate_without_events_gives_its_default_state() {
         assert!(!missing.is_issued(), "{}", store.name);
         let missing = core.commands.accounts.load("no-such-tenant").await.unwrap();
         assert_eq!(missing.balance(), Money::ZERO, "{}", store.name);
+    }
+}
+
+#[tokio::test]
+async fn an_account_past_its_snapshot_counts_every_credit_once() {
+    for store in stores().await {
+        let core = store.core().await;
+        // Top-ups credit the account one order at a time; 60 of them take a snapshot at the
+        // 50th, so the account is then read from the snapshot plus the events after it.
+        for n in 0..60 {
+            core.commands
+                .accounts
+                .execute(
+                    "tenant-1",
+                    AccountCommand::Credit {
+                        amount: Money(1_000),
+                        source: CreditSource {
+                            kind: CreditKind::RechargeOrder,
+                            reference: format!("order-{n}"),
+                        },
+                    },
+                    &webhook(),
+                )
+                .await
+                .unwrap();
+        }
+        let account = core.commands.accounts.load("tenant-1").await.unwrap();
+        assert_eq!(account.balance(), Money(60_000), "{}", store.name);
+        // The framework's own view agrees: no allowance beyond what was credited.
+        let grant = |requested: i64| AccountCommand::GrantAllowance {
+            lease_id: format!("lease-{requested}"),
+            node: "n1".into(),
+            requested: Money(requested),
+        };
+        let refused = core
+            .commands
+            .accounts
+            .execute("tenant-1", grant(60_001), &webhook())
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(CommandError::Domain(DomainError::InsufficientBalance { available }))
+                    if available == Money(60_000)
+            ),
+            "{}: {refused:?}",
+            store.name
+        );
+        core.commands
+            .accounts
+            .execute("tenant-1", grant(60_000), &webhook())
+            .await
+            .unwrap();
     }
 }

@@ -1,10 +1,14 @@
 //! The command bus: one cqrs-es framework per aggregate on the configured backend. A command
-//! that loses an optimistic-lock race is retried on fresh state.
+//! that loses an optimistic-lock race is retried on fresh state. `Cqrs::load` reads an
+//! aggregate's current state, so a caller can see what a command decided; [`Store`] corrects
+//! cqrs-es's snapshots, which counted the snapshotting command's events twice.
 
 use std::collections::HashMap;
 
-use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{
+    Aggregate, AggregateContext, AggregateError, CqrsFramework, EventEnvelope, EventStore,
+};
 use modelrouter_domain::account::Account;
 use modelrouter_domain::api_key::ApiKey;
 use modelrouter_domain::catalog::CatalogModel;
@@ -51,14 +55,86 @@ impl From<AggregateError<DomainError>> for CommandError {
 /// alongside it, with the same snapshot setting so both see the aggregate the same way.
 pub enum Cqrs<A: Aggregate> {
     Sqlite {
-        framework: CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>,
+        framework: CqrsFramework<A, Store<SqliteEventRepository, A>>,
         reader: PersistedEventStore<SqliteEventRepository, A>,
         db: Db,
     },
     Postgres {
-        framework: CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>,
+        framework: CqrsFramework<A, Store<PostgresEventRepository, A>>,
         reader: PersistedEventStore<PostgresEventRepository, A>,
     },
+}
+
+/// The event store under every framework: cqrs-es's persisted store, corrected for snapshots.
+///
+/// cqrs-es 0.5 builds a snapshot by applying the command's new events to the aggregate in the
+/// commit's context, but `EventSink::write` already applied them to that same aggregate while
+/// the command was handled. Every snapshot therefore counted the events of the command that took
+/// it twice: an Account credited 50 times held one credit too many from then on, and granted
+/// allowance against it. With snapshots on, this store lets the command work on a copy and
+/// commits with the aggregate as loaded, so each event is applied once. (cqrs-es also applies
+/// only the events up to the snapshot boundary while recording the last event's sequence; that
+/// is exact for commands that emit one event, as every Account command does.)
+pub struct Store<R: PersistedEventRepository, A: Aggregate> {
+    inner: PersistedEventStore<R, A>,
+    snapshots: bool,
+}
+
+/// An aggregate loaded by [`Store`]: the context as loaded, and, with snapshots on, the copy the
+/// command works on.
+pub struct Loaded<A: Aggregate> {
+    context: EventStoreAggregateContext<A>,
+    working: Option<A>,
+}
+
+impl<A: Aggregate> AggregateContext<A> for Loaded<A> {
+    fn aggregate(&mut self) -> &mut A {
+        match &mut self.working {
+            Some(working) => working,
+            None => &mut self.context.aggregate,
+        }
+    }
+}
+
+impl<R, A> EventStore<A> for Store<R, A>
+where
+    R: PersistedEventRepository,
+    A: Aggregate + Send + Sync,
+{
+    type AC = Loaded<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        self.inner.load_events(aggregate_id).await
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Loaded<A>, AggregateError<A::Error>> {
+        let context = self.inner.load_aggregate(aggregate_id).await?;
+        // Aggregates need not be Clone, but they are serializable: copy through JSON.
+        let working = match self.snapshots {
+            true => Some(
+                serde_json::to_value(&context.aggregate)
+                    .and_then(serde_json::from_value)
+                    .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?,
+            ),
+            false => None,
+        };
+        Ok(Loaded { context, working })
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        loaded: Loaded<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        self.inner.commit(events, loaded.context, metadata).await
+    }
 }
 
 /// An event store on `repo`, snapshotting every `snapshot_every` events when given.
@@ -73,6 +149,18 @@ where
     }
 }
 
+/// The store a framework commits through (see [`Store`]).
+fn framework_store<R, A>(repo: R, snapshot_every: Option<usize>) -> Store<R, A>
+where
+    R: PersistedEventRepository,
+    A: Aggregate,
+{
+    Store {
+        inner: event_store(repo, snapshot_every),
+        snapshots: snapshot_every.is_some(),
+    }
+}
+
 impl<A> Cqrs<A>
 where
     A: Aggregate<Error = DomainError, Services = ()>,
@@ -82,7 +170,7 @@ where
         match db {
             Db::Sqlite(pool) => Cqrs::Sqlite {
                 framework: CqrsFramework::new(
-                    event_store(SqliteEventRepository::new(pool.clone()), snapshot_every),
+                    framework_store(SqliteEventRepository::new(pool.clone()), snapshot_every),
                     vec![],
                     (),
                 ),
@@ -91,7 +179,7 @@ where
             },
             Db::Postgres(pool) => Cqrs::Postgres {
                 framework: CqrsFramework::new(
-                    event_store(PostgresEventRepository::new(pool.clone()), snapshot_every),
+                    framework_store(PostgresEventRepository::new(pool.clone()), snapshot_every),
                     vec![],
                     (),
                 ),
