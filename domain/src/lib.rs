@@ -10,7 +10,9 @@ pub mod inference;
 pub mod metadata;
 pub mod money;
 pub mod operator;
+pub mod prepaid;
 pub mod provider;
+pub mod recharge;
 pub mod route;
 pub mod tenant;
 
@@ -27,6 +29,8 @@ pub mod aggregate_types {
     pub const ROUTE: &str = "Route";
     pub const INFERENCE_CALL: &str = "InferenceCall";
     pub const OPERATOR: &str = "Operator";
+    pub const RECHARGE_ORDER: &str = "RechargeOrder";
+    pub const PREPAID_CODE: &str = "PrepaidCode";
 }
 
 /// Implements `cqrs_es::DomainEvent` for an event enum whose variants are named after the event.
