@@ -49,6 +49,98 @@ pub struct Settings {
     pub login_failures_per_ip: u32,
     pub login_window: Duration,
     pub login_lockout: Duration,
+    pub payments: PaymentSettings,
+}
+
+/// How tenants top up: the limits of an order and which payment methods are offered.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// Smallest and largest amount of one order.
+    pub min_order: Money,
+    pub max_order: Money,
+    /// An unpaid order expires after this long.
+    pub order_ttl: Duration,
+    /// Stripe Checkout, when configured.
+    pub stripe: Option<crate::payments::stripe::StripeConfig>,
+    /// Bank-transfer instructions shown to the tenant; the method is offered only with them.
+    pub manual_instructions: Option<String>,
+    /// The built-in pretend payment page, for demos and tests. Off unless enabled.
+    pub sandbox: bool,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            min_order: Money(1_000_000),
+            max_order: Money(10_000_000_000),
+            order_ttl: Duration::from_secs(3600),
+            stripe: None,
+            manual_instructions: None,
+            sandbox: false,
+        }
+    }
+}
+
+impl PaymentSettings {
+    /// Reads the `MODELROUTER_*` payment variables over the defaults.
+    pub fn from_env() -> anyhow::Result<PaymentSettings> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let micros = |name: &str| -> anyhow::Result<Option<Money>> {
+            var(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<i64>()
+                        .map(Money)
+                        .map_err(|_| anyhow::anyhow!("{name} must be an integer of micro-units"))
+                })
+                .transpose()
+        };
+        let mut settings = PaymentSettings::default();
+        if let Some(min) = micros("MODELROUTER_RECHARGE_MIN")? {
+            settings.min_order = min;
+        }
+        if let Some(max) = micros("MODELROUTER_RECHARGE_MAX")? {
+            settings.max_order = max;
+        }
+        if let Some(minutes) = var("MODELROUTER_ORDER_TTL_MINUTES") {
+            let minutes: u64 = minutes.trim().parse().map_err(|_| {
+                anyhow::anyhow!("MODELROUTER_ORDER_TTL_MINUTES must be whole minutes")
+            })?;
+            settings.order_ttl = Duration::from_secs(minutes * 60);
+        }
+        match (
+            var("MODELROUTER_STRIPE_SECRET_KEY"),
+            var("MODELROUTER_STRIPE_WEBHOOK_SECRET"),
+        ) {
+            (Some(key), Some(webhook)) => {
+                let mut stripe = crate::payments::stripe::StripeConfig::new(
+                    crate::crypto::Secret::new(key),
+                    crate::crypto::Secret::new(webhook),
+                );
+                if let Some(base) = var("MODELROUTER_STRIPE_API_BASE") {
+                    stripe.api_base = base.trim_end_matches('/').to_string();
+                }
+                settings.stripe = Some(stripe);
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "Stripe needs both MODELROUTER_STRIPE_SECRET_KEY and MODELROUTER_STRIPE_WEBHOOK_SECRET"
+            ),
+        }
+        settings.manual_instructions = var("MODELROUTER_MANUAL_TRANSFER_INSTRUCTIONS");
+        settings.sandbox =
+            var("MODELROUTER_SANDBOX_PAYMENTS").is_some_and(|v| v == "true" || v == "1");
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.min_order.is_positive() && self.min_order <= self.max_order,
+            "the recharge minimum must be positive and at most the maximum"
+        );
+        Ok(())
+    }
 }
 
 impl Settings {
@@ -78,6 +170,7 @@ impl Settings {
             login_failures_per_ip: 50,
             login_window: Duration::from_secs(15 * 60),
             login_lockout: Duration::from_secs(15 * 60),
+            payments: PaymentSettings::default(),
         }
     }
 

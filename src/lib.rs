@@ -12,6 +12,7 @@
 //! - `import`, `demo`, `server`: the CLI's work.
 
 pub mod allowance;
+pub mod billing;
 pub mod config;
 pub mod crypto;
 pub mod demo;

@@ -120,17 +120,26 @@ pub async fn serve(
         settings.clone(),
         background.clone(),
     ));
+    let http = crate::upstream::http_client(settings.upstream_connect_timeout);
     let state = Arc::new(AppState {
         db: db.clone(),
         live,
         allowances: allowances.clone(),
         commands,
         appender,
-        http: crate::upstream::http_client(settings.upstream_connect_timeout),
+        stripe: settings
+            .payments
+            .stripe
+            .clone()
+            .map(|config| crate::payments::stripe::Stripe::new(config, http.clone())),
+        http,
         master_key,
         settings,
     });
     let app = gateway::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Holds the state (and so the metering queue) only while serving: stopped before draining.
+    let billing_stop = CancellationToken::new();
+    let billing = tokio::spawn(billing_housekeeping(state.clone(), billing_stop.clone()));
     drop(state);
     // Small SSE frames must leave at once, not wait for the client's delayed ACK (Nagle).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -143,6 +152,8 @@ pub async fn serve(
         .await
         .context("server failed")?;
 
+    billing_stop.cancel();
+    let _ = billing.await;
     // In-flight requests are done; their metering records are queued. Close the queue and wait.
     if tokio::time::timeout(Duration::from_secs(30), appender_task.drained())
         .await
@@ -171,6 +182,19 @@ async fn settle_periodically(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => allowances.settle().await,
+        }
+    }
+}
+
+/// Expires stale orders and finishes interrupted credits, every 30 seconds.
+async fn billing_housekeeping(state: Arc<AppState>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        if let Err(error) = crate::billing::orders::housekeeping(&state).await {
+            tracing::warn!(%error, "billing housekeeping failed; tried again later");
         }
     }
 }

@@ -86,6 +86,7 @@ mod tests {
             allowances: Allowances::new("n".into(), modelrouter_domain::Money(1), commands.clone()),
             commands,
             appender,
+            stripe: None,
             http: reqwest::Client::new(),
             master_key: MasterKey::parse(&"33".repeat(32)).unwrap(),
             settings,

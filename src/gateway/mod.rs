@@ -40,6 +40,8 @@ pub struct AppState {
     /// The command bus, for the portals' writes (the inference path never waits on it).
     pub commands: Arc<Commands>,
     pub appender: Appender,
+    /// Stripe Checkout, when configured.
+    pub stripe: Option<crate::payments::stripe::Stripe>,
     pub http: reqwest::Client,
     pub master_key: MasterKey,
     pub settings: Settings,
@@ -74,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(pipeline::dashscope_generation),
         )
         .merge(crate::portal::routes())
+        .merge(crate::billing::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(request_id))

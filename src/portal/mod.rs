@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::PortalError;
+pub use format::money as format_money;
 pub use scope::TenantScope;
 pub use session::SignedIn;
 

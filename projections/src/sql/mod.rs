@@ -3,6 +3,7 @@
 //! or skips one. Replicas share the work safely: a batch holds the checkpoint row's lock.
 
 pub mod balances;
+pub mod recharges;
 pub mod usage;
 pub mod usage_report;
 
@@ -56,15 +57,21 @@ impl DbTx<'_> {
 pub enum Projection {
     Balances,
     Usage,
+    Recharges,
 }
 
 impl Projection {
-    pub const ALL: [Projection; 2] = [Projection::Balances, Projection::Usage];
+    pub const ALL: [Projection; 3] = [
+        Projection::Balances,
+        Projection::Usage,
+        Projection::Recharges,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Projection::Balances => "balances",
             Projection::Usage => "usage",
+            Projection::Recharges => "recharges",
         }
     }
 
@@ -77,6 +84,7 @@ impl Projection {
         match self {
             Projection::Balances => &["balances", "balance_leases"],
             Projection::Usage => &["usage_calls", "lease_usage"],
+            Projection::Recharges => &["recharge_orders", "recharge_history", "prepaid_codes"],
         }
     }
 
@@ -84,6 +92,10 @@ impl Projection {
         match self {
             Projection::Balances => aggregate_type == types::ACCOUNT,
             Projection::Usage => aggregate_type == types::INFERENCE_CALL,
+            Projection::Recharges => matches!(
+                aggregate_type,
+                types::RECHARGE_ORDER | types::PREPAID_CODE | types::ACCOUNT
+            ),
         }
     }
 
@@ -96,6 +108,12 @@ impl Projection {
                 Ok(())
             }
             Projection::Usage => usage::apply_batch(tx, events).await,
+            Projection::Recharges => {
+                for event in events {
+                    recharges::apply(tx, event).await?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -215,5 +233,6 @@ pub async fn dump(db: &Db, projection: Projection) -> Result<Vec<String>, sqlx::
     match projection {
         Projection::Balances => balances::dump(db).await,
         Projection::Usage => usage::dump(db).await,
+        Projection::Recharges => recharges::dump(db).await,
     }
 }
