@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod demo;
 pub mod gateway;
 pub mod import;
+pub mod ledger;
 pub mod live;
 pub mod mock;
 pub mod portal;
