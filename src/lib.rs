@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod demo;
 pub mod gateway;
 pub mod import;
+pub mod ledger;
 pub mod live;
 pub mod mock;
 pub mod payments;

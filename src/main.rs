@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use modelrouter::config::Settings;
+use modelrouter::ledger;
 use modelrouter::server::Core;
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::operator::{OperatorCommand, OperatorRole};
@@ -65,6 +66,13 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Finance's ledger: replay accounts from their events and check the read model.
+    ///
+    /// Exit codes: 0 the ledger checks out, 1 it does not, 2 it could not be checked.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Run the mock upstream (OpenAI-compatible) on its own.
     MockUpstream {
         #[arg(long, default_value = "127.0.0.1:18091")]
@@ -88,6 +96,25 @@ enum AdminCommand {
 enum ProjectionsCommand {
     /// Drop and replay one projection (balances, usage) or all.
     Rebuild { name: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Print a tenant's statement, replayed from its Account events, and check it against the
+    /// balances read model and the Account aggregate.
+    Replay {
+        /// The tenant's id or sign-in email.
+        #[arg(long)]
+        tenant: String,
+        /// Print the statement and the check as JSON (amounts in micro-units).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every tenant with an Account stream or a balances row; one line per tenant.
+    Verify {
+        #[arg(long, required = true)]
+        all: bool,
+    },
 }
 
 fn settings(cli: &Cli, listen: SocketAddr) -> Settings {
@@ -198,6 +225,18 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Ledger { command } => {
+            let code = match ledger(&cli, command).await {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(error) => {
+                    eprintln!("Error: {error:#}");
+                    2
+                }
+            };
+            std::io::Write::flush(&mut std::io::stdout())?;
+            std::process::exit(code);
+        }
         Command::MockUpstream { listen, api_key } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             println!(
@@ -209,6 +248,101 @@ async fn main() -> anyhow::Result<()> {
             };
             modelrouter::mock::serve(listener, config, shutdown_signal()).await?;
             Ok(())
+        }
+    }
+}
+
+/// Runs a ledger command: Ok(true) when every account checked out, Ok(false) when one did not.
+async fn ledger(cli: &Cli, command: &LedgerCommand) -> anyhow::Result<bool> {
+    let core = Core::open(&settings(cli, ([127, 0, 0, 1], 8080).into())).await?;
+    let view = core.live.view_full();
+    let label = |id: &str| match view.tenants.get(id) {
+        Some(tenant) => format!("{id} ({})", tenant.email),
+        None => id.to_string(),
+    };
+    match command {
+        LedgerCommand::Replay { tenant, json } => {
+            let id = if tenant.contains('@') {
+                let email = modelrouter_domain::tenant::normalize_email(tenant)?;
+                modelrouter::store::email_owner(
+                    &core.db,
+                    &email,
+                    modelrouter::store::LoginKind::Tenant,
+                )
+                .await?
+                .with_context(|| format!("no tenant signs in as {email}"))?
+            } else {
+                tenant.clone()
+            };
+            let check = match ledger::check(&core.db, &id).await {
+                Ok(check) => check,
+                Err(error) if error.is_finding() => {
+                    eprintln!("the ledger of {} cannot be replayed: {error}", label(&id));
+                    return Ok(false);
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let unknown = !view.tenants.contains_key(&id)
+                && check.statement.lines.is_empty()
+                && check.read_model.is_none();
+            anyhow::ensure!(
+                !unknown,
+                "no tenant {id}: no such tenant, no Account events and no balances row"
+            );
+            if *json {
+                let document = serde_json::json!({
+                    "tenant_id": id,
+                    "email": view.tenants.get(&id).map(|tenant| &tenant.email),
+                    "statement": check.statement,
+                    "check": {
+                        "clean": check.is_clean(),
+                        "differences": check.differences,
+                        "read_model": check.read_model,
+                        "aggregate": check.aggregate,
+                    },
+                });
+                println!("{}", serde_json::to_string_pretty(&document)?);
+            } else {
+                println!("Ledger of tenant {}\n", label(&id));
+                println!("{}", check.statement);
+                if check.is_clean() {
+                    println!("check: OK, the replay matches the balances read model and the Account aggregate");
+                } else {
+                    println!("check: {} difference(s)", check.differences.len());
+                    for difference in &check.differences {
+                        println!("  {difference}");
+                    }
+                }
+            }
+            Ok(check.is_clean())
+        }
+        LedgerCommand::Verify { .. } => {
+            let tenants = ledger::tenants(&core.db).await?;
+            let mut failing = 0;
+            for id in &tenants {
+                match ledger::check(&core.db, id).await {
+                    Ok(check) if check.is_clean() => {
+                        println!("OK     {}  balance {}", label(id), check.statement.balance);
+                    }
+                    Ok(check) => {
+                        failing += 1;
+                        let differences: Vec<String> =
+                            check.differences.iter().map(ToString::to_string).collect();
+                        println!("DIFF   {}  {}", label(id), differences.join("; "));
+                    }
+                    Err(error) if error.is_finding() => {
+                        failing += 1;
+                        println!("ERROR  {}  cannot be replayed: {error}", label(id));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            println!(
+                "{} tenant(s) checked: {} OK, {failing} with differences",
+                tenants.len(),
+                tenants.len() - failing
+            );
+            Ok(failing == 0)
         }
     }
 }

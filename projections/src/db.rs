@@ -178,6 +178,61 @@ impl Db {
         Ok(rows)
     }
 
+    /// Every event of one aggregate, in sequence order. Unlike [`Db::read_events`] this is not
+    /// limited to what a tailer may read yet (on PostgreSQL, transactions older than every
+    /// running one): it is for audits, which want everything committed.
+    pub async fn events_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = match self {
+            Db::Sqlite(pool) => sqlx::query(
+                "SELECT 0 AS tx, global_position, aggregate_type, aggregate_id, sequence,
+                            event_type, payload, metadata, recorded_at
+                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                      ORDER BY sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| stored_event(&row))
+            .collect::<Result<Vec<_>, _>>()?,
+            Db::Postgres(pool) => sqlx::query(
+                "SELECT tx::text::bigint AS tx, global_position, aggregate_type, aggregate_id,
+                            sequence, event_type, payload::text AS payload,
+                            metadata::text AS metadata,
+                            to_char(recorded_at AT TIME ZONE 'UTC',
+                                    'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS recorded_at
+                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                      ORDER BY sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| stored_event(&row))
+            .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// The distinct ids of every aggregate of one type that has events, sorted by byte value
+    /// (in Rust, so both backends agree whatever PostgreSQL's collation).
+    pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<String>, sqlx::Error> {
+        let mut ids: Vec<String> = on_db!(self, pool => {
+            sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1")
+                .bind(aggregate_type)
+                .fetch_all(pool)
+                .await?
+        });
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// How many events carry `request_id` in their metadata (e.g. one import run's).
     pub async fn count_events_of_request(&self, request_id: &str) -> Result<i64, sqlx::Error> {
         match self {
