@@ -94,7 +94,7 @@ enum AdminCommand {
 
 #[derive(Subcommand)]
 enum ProjectionsCommand {
-    /// Drop and replay one projection (balances, usage) or all.
+    /// Drop and replay one projection (balances, usage, recharges) or all.
     Rebuild { name: Option<String> },
 }
 
@@ -216,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
             let projections = match name {
                 None => Projection::ALL.to_vec(),
                 Some(name) => vec![Projection::from_name(name).with_context(|| {
-                    format!("unknown projection {name:?}; known: balances, usage")
+                    format!("unknown projection {name:?}; known: balances, usage, recharges")
                 })?],
             };
             for projection in projections {

@@ -39,3 +39,28 @@ document.addEventListener("DOMContentLoaded", () => {
     sync();
   });
 });
+
+// An order page polls its order while it is pending and shows the outcome when it changes.
+document.addEventListener("DOMContentLoaded", () => {
+  const card = document.querySelector("[data-order-poll]");
+  const state = document.getElementById("order-state");
+  if (!card || !state || state.textContent.trim() !== "pending") return;
+  const id = card.dataset.orderPoll;
+  const poll = async () => {
+    try {
+      const response = await fetch(`/api/portal/recharge/orders/${encodeURIComponent(id)}`, { credentials: "same-origin" });
+      if (response.ok) {
+        const { order } = await response.json();
+        if (order.state !== "pending") {
+          state.textContent = order.state;
+          state.className = `pill ${order.state === "paid" ? "ok" : "bad"}`;
+          document.getElementById("order-paid").hidden = order.state !== "paid";
+          for (const gone of ["order-waiting", "pay-link"]) document.getElementById(gone)?.remove();
+          return;
+        }
+      }
+    } catch (_) { /* offline for a moment: try again */ }
+    setTimeout(poll, 2000);
+  };
+  setTimeout(poll, 2000);
+});

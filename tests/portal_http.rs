@@ -8,104 +8,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::visitor::{Visitor, PASSWORD};
 use common::*;
 use modelrouter::server::Running;
 use modelrouter_projections::Db;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{redirect, StatusCode};
 use serde_json::{json, Value};
-
-const PASSWORD: &str = "violet-harbor-42";
-
-/// A browser: its own cookie jar, no automatic redirects (tests look at them).
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    csrf: String,
-}
-
-impl Visitor {
-    fn new(base: &str) -> Visitor {
-        Visitor {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: base.to_string(),
-            csrf: String::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn sign_up(base: &str, email: &str) -> Visitor {
-        let mut visitor = Visitor::new(base);
-        let response = visitor
-            .http
-            .post(visitor.url("/api/portal/signup"))
-            .json(&json!({"email": email, "password": PASSWORD, "name": email}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        visitor.csrf = body["csrf_token"].as_str().unwrap().to_string();
-        visitor
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).send().await.unwrap()
-    }
-
-    async fn json(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.get(path).await;
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// A JSON write with the session's CSRF header.
-    async fn write(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let request = match method {
-            "PATCH" => self.http.patch(self.url(path)),
-            _ => self.http.post(self.url(path)),
-        };
-        let response = request
-            .header("x-csrf-token", &self.csrf)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .form(fields)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn create_key(&self, name: &str, scope: Value) -> (String, String) {
-        let (status, body) = self
-            .write(
-                "POST",
-                "/api/portal/keys",
-                json!({"name": name, "scope": scope}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        (
-            body["key"].as_str().unwrap().to_string(),
-            body["id"].as_str().unwrap().to_string(),
-        )
-    }
-}
 
 fn location(response: &reqwest::Response) -> String {
     response

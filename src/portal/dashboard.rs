@@ -1,5 +1,4 @@
 //! The dashboard: balance, this month's spend and requests, a 30-day spend chart, recent calls.
-//! Also the recharge page's place in the portal until online top-ups arrive.
 
 use std::sync::Arc;
 
@@ -181,26 +180,4 @@ pub async fn api(
     signed_in: SignedIn,
 ) -> Result<Json<Dashboard>, PortalError> {
     Ok(Json(dashboard(&state, &signed_in).await?))
-}
-
-#[derive(Template)]
-#[template(path = "portal/recharge.html")]
-struct RechargePage {
-    chrome: Chrome,
-    balance: String,
-    currency: String,
-}
-
-/// The balance and how to add to it. Online payment (orders, providers, vouchers) is the next
-/// piece of work; until then operators credit accounts.
-pub async fn recharge_page(
-    State(state): State<Arc<AppState>>,
-    signed_in: SignedIn,
-) -> Result<Response, PortalError> {
-    let page = RechargePage {
-        chrome: Chrome::new(&signed_in, "recharge"),
-        balance: format::money(signed_in.scope.balance(&state.db).await?.0),
-        currency: state.settings.currency.clone(),
-    };
-    Ok(render(&page)?.into_response())
 }

@@ -12,6 +12,7 @@ mod format;
 mod keys;
 mod models;
 mod openapi;
+mod recharge;
 mod scope;
 mod session;
 mod usage;
@@ -90,7 +91,17 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/portal/models", get(models::page))
         .route("/portal/usage", get(usage::page))
         .route("/portal/usage/export.csv", get(usage::export_csv))
-        .route("/portal/recharge", get(dashboard::recharge_page))
+        .route(
+            "/portal/recharge",
+            get(recharge::page).post(recharge::place_submit),
+        )
+        .route("/portal/recharge/redeem", post(recharge::redeem_submit))
+        .route("/portal/recharge/records", get(recharge::records_page))
+        .route("/portal/recharge/orders/{id}", get(recharge::order_page))
+        .route(
+            "/portal/recharge/sandbox/{id}",
+            get(recharge::sandbox_page).post(recharge::sandbox_submit),
+        )
         .layer(middleware::from_fn(error::render_page_errors));
     let api = Router::new()
         .route("/api/portal/signup", post(account::api_signup))
@@ -110,6 +121,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/portal/keys/{id}/revoke", post(keys::api_revoke))
         .route("/api/portal/models", get(models::api))
         .route("/api/portal/usage", get(usage::api))
+        .route(
+            "/api/portal/recharge/orders",
+            get(recharge::api_orders).post(recharge::api_place),
+        )
+        .route("/api/portal/recharge/orders/{id}", get(recharge::api_order))
+        .route("/api/portal/recharge/redeem", post(recharge::api_redeem))
         .layer(middleware::from_fn(error::render_json_errors));
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, dashboard, keys, models, usage};
+use super::{account, dashboard, keys, models, recharge, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,10 @@ micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"messa
         keys::api_revoke,
         models::api,
         usage::api,
+        recharge::api_orders,
+        recharge::api_order,
+        recharge::api_place,
+        recharge::api_redeem,
     ),
     components(schemas(keys::ScopeSpec)),
     modifiers(&SessionCookie),
@@ -40,6 +44,7 @@ micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"messa
         (name = "keys", description = "Platform API keys and their model scope"),
         (name = "models", description = "Models the tenant can call"),
         (name = "usage", description = "Calls, totals by model; CSV at /portal/usage/export.csv"),
+        (name = "recharge", description = "Top-up orders, their state and history; prepaid codes"),
     )
 )]
 pub struct PortalApi;

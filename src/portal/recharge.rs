@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use chrono::Utc;
-use modelrouter_domain::aggregate_types::RECHARGE_ORDER;
+use modelrouter_domain::aggregate_types::{ACCOUNT, RECHARGE_ORDER};
 use modelrouter_domain::recharge::PaymentMethod;
 use modelrouter_domain::Money;
 use modelrouter_projections::sql::recharges::{self, HistoryRow, OrderQuery, OrderRow};
@@ -54,9 +54,16 @@ pub fn parse_amount(text: &str) -> Option<Money> {
     {
         return None;
     }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let fraction: i64 = format!("{fraction:0<6}").parse().ok()?;
-    whole.checked_mul(1_000_000)?.checked_add(fraction).map(Money)
+    whole
+        .checked_mul(1_000_000)?
+        .checked_add(fraction)
+        .map(Money)
 }
 
 fn method_of(text: &str) -> Option<PaymentMethod> {
@@ -69,7 +76,10 @@ async fn own_order(
     signed_in: &SignedIn,
     order_id: &str,
 ) -> Result<(OrderRow, Vec<HistoryRow>), PortalError> {
-    state.live.include(&state.db, RECHARGE_ORDER, order_id).await?;
+    state
+        .live
+        .include(&state.db, RECHARGE_ORDER, order_id)
+        .await?;
     sql::catch_up(&state.db, Projection::Recharges, 1000).await?;
     let order = recharges::order(&state.db, order_id)
         .await?
@@ -77,6 +87,14 @@ async fn own_order(
         .ok_or(PortalError::NotFound)?;
     let history = recharges::order_history(&state.db, order_id).await?;
     Ok((order, history))
+}
+
+/// Brings the balance and records up to the tenant's newest credit, for the page that follows.
+async fn show_credit(state: &AppState, signed_in: &SignedIn) -> Result<(), PortalError> {
+    let tenant = signed_in.scope.tenant_id();
+    state.live.include(&state.db, ACCOUNT, tenant).await?;
+    state.live.refresh(&state.db).await?;
+    Ok(())
 }
 
 // ---- pages ----
@@ -271,7 +289,7 @@ pub async fn redeem_submit(
     .await;
     match redeemed {
         Ok(amount) => {
-            state.live.refresh(&state.db).await?;
+            show_credit(&state, &signed_in).await?;
             Ok(Redirect::to(&format!("/portal/recharge?redeemed={}", amount.0)).into_response())
         }
         Err(TopUpError::Invalid { message, .. }) => {
@@ -414,7 +432,7 @@ pub async fn sandbox_submit(
         let reason = "the sandbox payment was declined".to_string();
         orders::fail(&state, &order_id, reason, Some(event), &metadata).await?;
     }
-    state.live.refresh(&state.db).await?;
+    show_credit(&state, &signed_in).await?;
     Ok(Redirect::to(&format!("/portal/recharge/orders/{order_id}")).into_response())
 }
 
@@ -447,7 +465,11 @@ pub async fn records_page(
         codes: codes
             .iter()
             .map(|c| CodeLine {
-                redeemed: c.redeemed_at.as_deref().map(format::time).unwrap_or_default(),
+                redeemed: c
+                    .redeemed_at
+                    .as_deref()
+                    .map(format::time)
+                    .unwrap_or_default(),
                 amount: format::money(c.amount),
             })
             .collect(),
@@ -561,6 +583,7 @@ pub async fn api_redeem(
         &tenant_meta(&signed_in, &request),
     )
     .await?;
+    show_credit(&state, &signed_in).await?;
     Ok(Json(Redeemed { amount: amount.0 }))
 }
 
@@ -574,7 +597,16 @@ mod tests {
         assert_eq!(parse_amount(" 25.5 "), Some(Money(25_500_000)));
         assert_eq!(parse_amount("0.000001"), Some(Money(1)));
         assert_eq!(parse_amount(".5"), Some(Money(500_000)));
-        for bad in ["", ".", "-5", "1e3", "2.0000001", "12,50", "abc", "99999999999999999999"] {
+        for bad in [
+            "",
+            ".",
+            "-5",
+            "1e3",
+            "2.0000001",
+            "12,50",
+            "abc",
+            "99999999999999999999",
+        ] {
             assert_eq!(parse_amount(bad), None, "{bad}");
         }
     }

@@ -13,6 +13,8 @@ use modelrouter_projections::Db;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
+pub mod visitor;
+
 pub const KEY_AUTO: &str = "sk-mr-test-auto-0000000000000000";
 pub const KEY_FIXED: &str = "sk-mr-test-fixed-000000000000000";
 pub const KEY_SET: &str = "sk-mr-test-set-00000000000000000";

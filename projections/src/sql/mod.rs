@@ -122,7 +122,7 @@ impl Projection {
 pub enum ProjectionError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("unknown projection {0:?}; known: balances, usage")]
+    #[error("unknown projection {0:?}; known: balances, usage, recharges")]
     Unknown(String),
 }
 

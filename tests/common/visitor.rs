@@ -1,0 +1,97 @@
+//! A browser for HTTP tests of the portal: its own cookie jar, no automatic redirects.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use reqwest::{redirect, StatusCode};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "violet-harbor-42";
+
+/// A browser: its own cookie jar, no automatic redirects (tests look at them).
+pub struct Visitor {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub csrf: String,
+}
+
+impl Visitor {
+    pub fn new(base: &str) -> Visitor {
+        Visitor {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            csrf: String::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn sign_up(base: &str, email: &str) -> Visitor {
+        let mut visitor = Visitor::new(base);
+        let response = visitor
+            .http
+            .post(visitor.url("/api/portal/signup"))
+            .json(&json!({"email": email, "password": PASSWORD, "name": email}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        visitor.csrf = body["csrf_token"].as_str().unwrap().to_string();
+        visitor
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A JSON write with the session's CSRF header.
+    pub async fn write(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let request = match method {
+            "PATCH" => self.http.patch(self.url(path)),
+            _ => self.http.post(self.url(path)),
+        };
+        let response = request
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_key(&self, name: &str, scope: Value) -> (String, String) {
+        let (status, body) = self
+            .write(
+                "POST",
+                "/api/portal/keys",
+                json!({"name": name, "scope": scope}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["key"].as_str().unwrap().to_string(),
+            body["id"].as_str().unwrap().to_string(),
+        )
+    }
+}
