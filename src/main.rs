@@ -73,6 +73,16 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Recharge orders: confirm a bank transfer with the amount received.
+    Orders {
+        #[command(subcommand)]
+        command: OrdersCommand,
+    },
+    /// Prepaid voucher codes.
+    Vouchers {
+        #[command(subcommand)]
+        command: VouchersCommand,
+    },
     /// Run the mock upstream (OpenAI-compatible) on its own.
     MockUpstream {
         #[arg(long, default_value = "127.0.0.1:18091")]
@@ -99,7 +109,59 @@ enum ProjectionsCommand {
 }
 
 #[derive(Subcommand)]
+enum OrdersCommand {
+    /// Confirm a bank-transfer order with the amount that arrived; a different amount is refused
+    /// and flagged on the order.
+    Confirm {
+        order: String,
+        /// Micro-units received.
+        #[arg(long)]
+        amount: i64,
+        /// The bank's reference of the transfer.
+        #[arg(long, default_value = "manual")]
+        reference: String,
+        /// The operator's sign-in email.
+        #[arg(long)]
+        operator: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VouchersCommand {
+    /// Issue prepaid codes; prints them once.
+    Issue {
+        /// Micro-units each code credits.
+        #[arg(long)]
+        amount: i64,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Days until the codes expire (default: never).
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// The operator's sign-in email.
+        #[arg(long)]
+        operator: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum LedgerCommand {
+    /// Adjust a tenant's balance (negative lowers it), with a reason and the operator as actor.
+    Adjust {
+        /// The tenant's id or sign-in email.
+        #[arg(long)]
+        tenant: String,
+        /// Micro-units, e.g. 5000000 for 5 units or -250000.
+        #[arg(long, allow_hyphen_values = true)]
+        amount: i64,
+        #[arg(long)]
+        reason: String,
+        /// The operator's sign-in email.
+        #[arg(long)]
+        operator: String,
+    },
     /// Print a tenant's statement, replayed from its Account events, and check it against the
     /// balances read model and the Account aggregate.
     Replay {
@@ -237,6 +299,70 @@ async fn main() -> anyhow::Result<()> {
             std::io::Write::flush(&mut std::io::stdout())?;
             std::process::exit(code);
         }
+        Command::Orders {
+            command:
+                OrdersCommand::Confirm {
+                    order,
+                    amount,
+                    reference,
+                    operator,
+                },
+        } => {
+            let core = Core::open(&settings(&cli, default_listen)).await?;
+            let outcome = modelrouter::billing::operator::confirm_transfer(
+                &core,
+                order,
+                Money(*amount),
+                reference,
+                operator,
+            )
+            .await?;
+            match outcome {
+                modelrouter::billing::orders::Confirmed::Paid => {
+                    println!("order {order} is paid and credited");
+                    Ok(())
+                }
+                modelrouter::billing::orders::Confirmed::Refused => anyhow::bail!(
+                    "order {order}: {} received does not match the order; refused and flagged",
+                    Money(*amount)
+                ),
+            }
+        }
+        Command::Vouchers {
+            command:
+                VouchersCommand::Issue {
+                    amount,
+                    count,
+                    expires_in_days,
+                    note,
+                    operator,
+                },
+        } => {
+            let settings = settings(&cli, default_listen);
+            let core = Core::open(&settings).await?;
+            let expires_at =
+                expires_in_days.map(|days| chrono::Utc::now() + chrono::Duration::days(days));
+            let codes = modelrouter::billing::operator::issue_codes(
+                &core,
+                Money(*amount),
+                &settings.currency,
+                *count,
+                expires_at,
+                note,
+                operator,
+            )
+            .await?;
+            println!(
+                "{} code(s) of {} {}, shown once:",
+                codes.len(),
+                Money(*amount),
+                settings.currency
+            );
+            for code in codes {
+                println!("{code}");
+            }
+            Ok(())
+        }
         Command::MockUpstream { listen, api_key } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             println!(
@@ -261,19 +387,20 @@ async fn ledger(cli: &Cli, command: &LedgerCommand) -> anyhow::Result<bool> {
         None => id.to_string(),
     };
     match command {
+        LedgerCommand::Adjust {
+            tenant,
+            amount,
+            reason,
+            operator,
+        } => {
+            let id = modelrouter::billing::operator::tenant(&core, tenant).await?;
+            modelrouter::billing::operator::adjust(&core, &id, Money(*amount), reason, operator)
+                .await?;
+            println!("adjusted {} by {} ({reason})", label(&id), Money(*amount));
+            Ok(true)
+        }
         LedgerCommand::Replay { tenant, json } => {
-            let id = if tenant.contains('@') {
-                let email = modelrouter_domain::tenant::normalize_email(tenant)?;
-                modelrouter::store::email_owner(
-                    &core.db,
-                    &email,
-                    modelrouter::store::LoginKind::Tenant,
-                )
-                .await?
-                .with_context(|| format!("no tenant signs in as {email}"))?
-            } else {
-                tenant.clone()
-            };
+            let id = modelrouter::billing::operator::tenant(&core, tenant).await?;
             let check = match ledger::check(&core.db, &id).await {
                 Ok(check) => check,
                 Err(error) if error.is_finding() => {

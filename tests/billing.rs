@@ -10,7 +10,7 @@ use common::visitor::Visitor;
 use common::*;
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_projections::sql::{self, balances, usage, Projection};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn reprice(input: i64, output: i64, effective_at: Option<&str>) -> String {
     let effective = effective_at
@@ -510,6 +510,187 @@ async fn stripe_payments_are_credited_once_and_only_from_verified_webhooks() {
         if let Some(second) = second {
             second.stop().await.unwrap();
         }
+        let _store = env.finish().await;
+    }
+}
+
+/// Runs the binary on a test's store, as an operator would.
+fn cli(store: &Store, args: &[&str]) -> (bool, String, String) {
+    let settings = store.settings();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_modelrouter"));
+    command
+        .arg("--data-dir")
+        .arg(store.dir.path())
+        .args(args)
+        .env("MODELROUTER_MASTER_KEY", settings.master_key.unwrap())
+        .env_remove("MODELROUTER_DATABASE_URL");
+    if let Some(url) = &store.url {
+        command.env("MODELROUTER_DATABASE_URL", url);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn operators_confirm_transfers_issue_codes_and_adjust_balances_as_themselves() {
+    for store in stores().await {
+        let env = env_with(store, 0, |settings| {
+            settings.payments.manual_instructions = Some("IBAN XX00 0000 0000".into());
+        })
+        .await;
+        let alice = Visitor::sign_up(&env.url(""), "alice@example.com").await;
+        let (ok, _, err) = cli(
+            &env.store,
+            &["admin", "create", "--email", "ops@example.com"],
+        );
+        assert!(ok, "{err}");
+
+        let order = |amount: i64| {
+            let alice = &alice;
+            async move {
+                let (status, placed) = alice
+                    .write(
+                        "POST",
+                        "/api/portal/recharge/orders",
+                        json!({"amount": amount, "method": "manual"}),
+                    )
+                    .await;
+                assert_eq!(status, 201, "{placed}");
+                assert!(placed["pay_url"].is_null());
+                placed["order_id"].as_str().unwrap().to_string()
+            }
+        };
+        // The transfer arrived in full: paid and credited, by the operator.
+        let paid = order(40_000_000).await;
+        let (ok, out, err) = cli(
+            &env.store,
+            &[
+                "orders",
+                "confirm",
+                &paid,
+                "--amount",
+                "40000000",
+                "--reference",
+                "BANK-123",
+                "--operator",
+                "ops@example.com",
+            ],
+        );
+        assert!(ok, "{out}{err}");
+        assert!(credited(&alice, 40_000_000).await);
+        // Less arrived than ordered: refused, flagged, nothing credited.
+        let short = order(10_000_000).await;
+        let (ok, _, err) = cli(
+            &env.store,
+            &[
+                "orders",
+                "confirm",
+                &short,
+                "--amount",
+                "9000000",
+                "--operator",
+                "ops@example.com",
+            ],
+        );
+        assert!(!ok && err.contains("refused and flagged"), "{err}");
+        let (_, view) = alice
+            .json(&format!("/api/portal/recharge/orders/{short}"))
+            .await;
+        assert_eq!(view["order"]["state"], "pending");
+        assert_eq!(view["order"]["mismatches"], 1);
+        // Only operators may confirm.
+        let (ok, _, err) = cli(
+            &env.store,
+            &[
+                "orders",
+                "confirm",
+                &short,
+                "--amount",
+                "10000000",
+                "--operator",
+                "alice@example.com",
+            ],
+        );
+        assert!(!ok && err.contains("is not an operator"), "{err}");
+
+        // Codes are printed once and redeem once.
+        let (ok, out, err) = cli(
+            &env.store,
+            &[
+                "vouchers",
+                "issue",
+                "--amount",
+                "2000000",
+                "--count",
+                "2",
+                "--note",
+                "partner",
+                "--operator",
+                "ops@example.com",
+            ],
+        );
+        assert!(ok, "{err}");
+        let codes: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(codes.len(), 2, "{out}");
+        let (status, body) = alice
+            .write(
+                "POST",
+                "/api/portal/recharge/redeem",
+                json!({"code": codes[0]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(credited(&alice, 42_000_000).await);
+
+        // An adjustment carries its reason and the operator as the actor.
+        let (ok, _, err) = cli(
+            &env.store,
+            &[
+                "ledger",
+                "adjust",
+                "--tenant",
+                "alice@example.com",
+                "--amount",
+                "-500000",
+                "--reason",
+                "duplicate transfer fee",
+                "--operator",
+                "ops@example.com",
+            ],
+        );
+        assert!(ok, "{err}");
+        assert!(credited(&alice, 41_500_000).await);
+        let (ok, out, err) = cli(
+            &env.store,
+            &[
+                "ledger",
+                "replay",
+                "--tenant",
+                "alice@example.com",
+                "--json",
+            ],
+        );
+        assert!(ok, "{err}");
+        let statement: Value = serde_json::from_str(&out).unwrap();
+        let adjustment = statement["statement"]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|line| line["kind"]["type"] == "adjustment")
+            .unwrap()
+            .clone();
+        assert!(
+            adjustment["actor"]
+                .as_str()
+                .unwrap()
+                .starts_with("operator:"),
+            "{adjustment}"
+        );
+        assert_eq!(adjustment["amount"], -500_000);
         let _store = env.finish().await;
     }
 }

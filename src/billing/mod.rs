@@ -5,6 +5,7 @@
 //! order's or code's reference, so whatever path reaches it — the webhook, the sandbox page, an
 //! operator, the reconciler — and however often, each payment is credited once.
 
+pub mod operator;
 pub mod orders;
 pub mod webhook;
 

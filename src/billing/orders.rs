@@ -23,7 +23,7 @@ use rand::Rng;
 
 use crate::gateway::AppState;
 use crate::payments::{CheckoutRequest, PaymentError};
-use crate::store::CommandError;
+use crate::store::{CommandError, Commands};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopUpError {
@@ -213,7 +213,7 @@ pub enum Confirmed {
 
 /// Records a payment and, when the order is paid, credits it.
 pub async fn confirm(
-    state: &AppState,
+    commands: &Commands,
     order_id: &str,
     confirmation: Confirmation,
     metadata: &Metadata,
@@ -226,8 +226,7 @@ pub async fn confirm(
         paid_at: confirmation.paid_at,
         confirmed_by: confirmation.confirmed_by,
     };
-    match state
-        .commands
+    match commands
         .recharges
         .execute(order_id, command, metadata)
         .await
@@ -236,17 +235,24 @@ pub async fn confirm(
         other => other?,
     }
     // The aggregate decided; read what.
-    let order = state.commands.recharges.load(order_id).await?;
+    let order = commands.recharges.load(order_id).await?;
     if order.state() != OrderState::Paid {
         return Ok(Confirmed::Refused);
     }
-    credit(state, order_id, order.tenant_id(), order.amount(), metadata).await?;
+    credit(
+        commands,
+        order_id,
+        order.tenant_id(),
+        order.amount(),
+        metadata,
+    )
+    .await?;
     Ok(Confirmed::Paid)
 }
 
 /// Credits a paid order to its tenant's account; a second credit of the same order is nothing.
 pub async fn credit(
-    state: &AppState,
+    commands: &Commands,
     order_id: &str,
     tenant_id: &str,
     amount: Money,
@@ -259,8 +265,7 @@ pub async fn credit(
             reference: order_reference(order_id),
         },
     };
-    state
-        .commands
+    commands
         .accounts
         .execute(tenant_id, credit, metadata)
         .await?;
@@ -269,7 +274,7 @@ pub async fn credit(
 
 /// Records a failed payment; harmless for an order that is no longer pending.
 pub async fn fail(
-    state: &AppState,
+    commands: &Commands,
     order_id: &str,
     reason: String,
     provider_event: Option<String>,
@@ -279,8 +284,7 @@ pub async fn fail(
         reason,
         provider_event,
     };
-    match state
-        .commands
+    match commands
         .recharges
         .execute(order_id, command, metadata)
         .await
@@ -292,13 +296,12 @@ pub async fn fail(
 
 /// Expires one order (a provider said its checkout expired, or its time passed).
 pub async fn expire(
-    state: &AppState,
+    commands: &Commands,
     order_id: &str,
     now: DateTime<Utc>,
     metadata: &Metadata,
 ) -> Result<(), TopUpError> {
-    match state
-        .commands
+    match commands
         .recharges
         .execute(order_id, RechargeCommand::Expire { now }, metadata)
         .await
@@ -311,7 +314,7 @@ pub async fn expire(
 
 /// Redeems a prepaid code for a tenant and credits it; returns the amount credited.
 pub async fn redeem(
-    state: &AppState,
+    commands: &Commands,
     tenant_id: &str,
     code: &str,
     metadata: &Metadata,
@@ -321,7 +324,7 @@ pub async fn redeem(
         tenant_id: tenant_id.to_string(),
         now: Utc::now(),
     };
-    match state.commands.prepaid.execute(&id, redeem, metadata).await {
+    match commands.prepaid.execute(&id, redeem, metadata).await {
         Err(CommandError::Domain(DomainError::NotFound(_))) => {
             return Err(TopUpError::invalid("code", "This code is not valid."))
         }
@@ -334,7 +337,7 @@ pub async fn redeem(
         }
         other => other?,
     }
-    let code = state.commands.prepaid.load(&id).await?;
+    let code = commands.prepaid.load(&id).await?;
     if code.redeemed_by() != Some(tenant_id) {
         return Err(TopUpError::invalid(
             "code",
@@ -348,8 +351,7 @@ pub async fn redeem(
             reference: code_reference(&id),
         },
     };
-    state
-        .commands
+    commands
         .accounts
         .execute(tenant_id, credit, metadata)
         .await?;
@@ -364,7 +366,7 @@ pub async fn housekeeping(state: &AppState) -> Result<(), TopUpError> {
     let now = Utc::now();
     let stamp = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for order in recharges::orders(&state.db, OrderQuery::DueToExpire(&stamp(now))).await? {
-        expire(state, &order.order_id, now, &metadata).await?;
+        expire(&state.commands, &order.order_id, now, &metadata).await?;
     }
     // Give the request that confirmed a payment time to credit it itself.
     let settled_before = stamp(now - chrono::Duration::seconds(30));
@@ -374,7 +376,14 @@ pub async fn housekeeping(state: &AppState) -> Result<(), TopUpError> {
             order = order.order_id,
             "crediting a paid order whose credit was interrupted"
         );
-        credit(state, &order.order_id, &order.tenant_id, amount, &metadata).await?;
+        credit(
+            &state.commands,
+            &order.order_id,
+            &order.tenant_id,
+            amount,
+            &metadata,
+        )
+        .await?;
     }
     for code in recharges::codes(&state.db, None).await? {
         let stale = code

@@ -69,7 +69,7 @@ pub async fn stripe(
                 paid_at,
                 confirmed_by: "stripe".into(),
             };
-            orders::confirm(&state, &order_id, confirmation, &metadata)
+            orders::confirm(&state.commands, &order_id, confirmation, &metadata)
                 .await
                 .map(|outcome| {
                     if outcome == Confirmed::Refused {
@@ -82,7 +82,16 @@ pub async fn stripe(
             provider_event,
             reason,
             ..
-        } => orders::fail(&state, &order_id, reason, Some(provider_event), &metadata).await,
+        } => {
+            orders::fail(
+                &state.commands,
+                &order_id,
+                reason,
+                Some(provider_event),
+                &metadata,
+            )
+            .await
+        }
         PaymentNotice::Expired {
             order_id,
             provider_event,
@@ -90,11 +99,11 @@ pub async fn stripe(
         } => {
             // The checkout can no longer be paid. The order expires if its own time has come,
             // and fails otherwise (Stripe's checkout may end before the order would).
-            orders::expire(&state, &order_id, Utc::now(), &metadata)
+            orders::expire(&state.commands, &order_id, Utc::now(), &metadata)
                 .await
                 .and(
                     orders::fail(
-                        &state,
+                        &state.commands,
                         &order_id,
                         "the checkout expired".into(),
                         Some(provider_event),

@@ -281,7 +281,7 @@ pub async fn redeem_submit(
 ) -> Result<Response, PortalError> {
     signed_in.verify_csrf(&form.csrf)?;
     let redeemed = orders::redeem(
-        &state,
+        &state.commands,
         signed_in.scope.tenant_id(),
         &form.code,
         &tenant_meta(&signed_in, &request),
@@ -427,10 +427,10 @@ pub async fn sandbox_submit(
             paid_at: Utc::now(),
             confirmed_by: "sandbox".into(),
         };
-        orders::confirm(&state, &order_id, confirmation, &metadata).await?;
+        orders::confirm(&state.commands, &order_id, confirmation, &metadata).await?;
     } else {
         let reason = "the sandbox payment was declined".to_string();
-        orders::fail(&state, &order_id, reason, Some(event), &metadata).await?;
+        orders::fail(&state.commands, &order_id, reason, Some(event), &metadata).await?;
     }
     show_credit(&state, &signed_in).await?;
     Ok(Redirect::to(&format!("/portal/recharge/orders/{order_id}")).into_response())
@@ -577,7 +577,7 @@ pub async fn api_redeem(
     Json(body): Json<Redeem>,
 ) -> Result<Json<Redeemed>, PortalError> {
     let amount = orders::redeem(
-        &state,
+        &state.commands,
         signed_in.scope.tenant_id(),
         &body.code,
         &tenant_meta(&signed_in, &request),
