@@ -125,6 +125,23 @@ impl MasterKey {
         mac.update(secret.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
+
+    /// HMAC-SHA256 of `message` under a key derived from the master key for one `purpose`
+    /// (e.g. `"receipt-verification-v1"`), so a MAC made for one use never checks out for another
+    /// and never equals a `fingerprint`.
+    pub fn mac(&self, purpose: &str, message: &[u8]) -> [u8; 32] {
+        // The derived key is HMAC(master, "mac-key:" + purpose). `fingerprint` feeds the master
+        // key "credential-fingerprint:…", so the two never share an input.
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        derive.update(b"mac-key:");
+        derive.update(purpose.as_bytes());
+        let derived = derive.finalize().into_bytes();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&derived)
+            .expect("HMAC accepts keys of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -196,6 +213,16 @@ mod tests {
         );
         assert!(MasterKey([8; 32]).open(&sealed).is_err());
         assert_eq!(format!("{:?}", Secret::new("x")), "*****");
+    }
+
+    #[test]
+    fn macs_are_separated_by_purpose_and_key() {
+        let key = MasterKey([7; 32]);
+        let receipt = key.mac("receipt", b"R-1");
+        assert_eq!(receipt, key.mac("receipt", b"R-1"));
+        assert_ne!(receipt, key.mac("other", b"R-1"));
+        assert_ne!(receipt, key.mac("receipt", b"R-2"));
+        assert_ne!(receipt, MasterKey([8; 32]).mac("receipt", b"R-1"));
     }
 
     #[test]

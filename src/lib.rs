@@ -24,6 +24,7 @@ pub mod mock;
 pub mod payments;
 pub mod portal;
 pub mod protocol;
+pub mod receipt;
 pub mod routing;
 pub mod server;
 pub mod store;
