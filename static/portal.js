@@ -64,3 +64,10 @@ document.addEventListener("DOMContentLoaded", () => {
   };
   setTimeout(poll, 2000);
 });
+
+// Print buttons.
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("button[data-print]").forEach((button) => {
+    button.addEventListener("click", () => window.print());
+  });
+});

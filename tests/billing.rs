@@ -265,12 +265,48 @@ async fn a_sandbox_top_up_is_credited_once_and_recorded_with_its_history() {
         assert_eq!(kinds, ["placed", "paid", "credited"], "{order}");
         assert_eq!(balance_of_tenant(&alice).await, 25_000_000);
 
+        // The receipt: a page with a verification code, a PDF, and a public check of the code.
+        let page = alice
+            .get(&format!("/portal/recharge/orders/{order_id}/receipt"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let code = page
+            .split("id=\"receipt-code\">")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .unwrap()
+            .to_string();
+        assert!(page.contains("25.00 USD"), "{page}");
+        let pdf = alice
+            .get(&format!("/portal/recharge/orders/{order_id}/receipt.pdf"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        let check = |code: String| {
+            let url = env.url(&format!("/receipts/verify?order={order_id}&code={code}"));
+            async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+        };
+        assert!(check(code.to_lowercase())
+            .await
+            .contains("Genuine: a payment of 25.00 USD"));
+        let mut forged = code.clone();
+        forged.replace_range(0..1, if code.starts_with('A') { "B" } else { "A" });
+        assert!(check(forged).await.contains("Not genuine"));
+
         // Another tenant can neither see nor pay Alice's order.
         let bob = Visitor::sign_up(&env.url(""), "bob@example.com").await;
         let (status, _) = bob
             .json(&format!("/api/portal/recharge/orders/{order_id}"))
             .await;
         assert_eq!(status, 404);
+        let receipt = bob
+            .get(&format!("/portal/recharge/orders/{order_id}/receipt.pdf"))
+            .await;
+        assert_eq!(receipt.status(), 404);
         let response = bob
             .form(&pay_url, &[("csrf", &bob.csrf), ("outcome", "pay")])
             .await;

@@ -99,6 +99,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/portal/recharge/records", get(recharge::records_page))
         .route("/portal/recharge/orders/{id}", get(recharge::order_page))
         .route(
+            "/portal/recharge/orders/{id}/receipt",
+            get(recharge::receipt_page),
+        )
+        .route(
+            "/portal/recharge/orders/{id}/receipt.pdf",
+            get(recharge::receipt_pdf),
+        )
+        .route("/receipts/verify", get(recharge::verify_page))
+        .route(
             "/portal/recharge/sandbox/{id}",
             get(recharge::sandbox_page).post(recharge::sandbox_submit),
         )
