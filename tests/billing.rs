@@ -265,6 +265,25 @@ async fn a_sandbox_top_up_is_credited_once_and_recorded_with_its_history() {
         assert_eq!(kinds, ["placed", "paid", "credited"], "{order}");
         assert_eq!(balance_of_tenant(&alice).await, 25_000_000);
 
+        // The statement books the credit this month; CSV and JSON agree.
+        let (_, statement) = alice.json("/api/portal/statements?period=monthly").await;
+        let month = &statement[0];
+        assert_eq!(month["credits"], 25_000_000, "{statement}");
+        assert_eq!(month["charges"], 0);
+        assert_eq!(month["closing_balance"], 25_000_000);
+        let (_, daily) = alice.json("/api/portal/statements?period=daily").await;
+        assert_eq!(daily[0]["period"].as_str().unwrap().len(), 10);
+        let csv = alice
+            .get("/portal/statements.csv?period=monthly")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(csv.lines().count(), 2, "{csv}");
+        assert!(csv.lines().nth(1).unwrap().contains(",25000000,"), "{csv}");
+        let (status, _) = alice.json("/api/portal/statements?period=yearly").await;
+        assert_eq!(status, 422);
+
         // The receipt: a page with a verification code, a PDF, and a public check of the code.
         let page = alice
             .get(&format!("/portal/recharge/orders/{order_id}/receipt"))

@@ -615,7 +615,10 @@ async fn the_openapi_document_describes_every_portal_api() {
         ("GET", "/api/portal/keys"),
         ("GET", "/api/portal/keys/{id}"),
         ("GET", "/api/portal/models"),
+        ("GET", "/api/portal/recharge/orders"),
+        ("GET", "/api/portal/recharge/orders/{id}"),
         ("GET", "/api/portal/session"),
+        ("GET", "/api/portal/statements"),
         ("GET", "/api/portal/usage"),
         ("PATCH", "/api/portal/keys/{id}"),
         ("POST", "/api/portal/keys"),
@@ -623,6 +626,8 @@ async fn the_openapi_document_describes_every_portal_api() {
         ("POST", "/api/portal/login"),
         ("POST", "/api/portal/logout"),
         ("POST", "/api/portal/password"),
+        ("POST", "/api/portal/recharge/orders"),
+        ("POST", "/api/portal/recharge/redeem"),
         ("POST", "/api/portal/signup"),
     ];
     let expected: Vec<(String, String)> = expected

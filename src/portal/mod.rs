@@ -15,6 +15,7 @@ mod openapi;
 mod recharge;
 mod scope;
 mod session;
+mod statements;
 mod usage;
 
 use std::sync::Arc;
@@ -91,6 +92,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/portal/models", get(models::page))
         .route("/portal/usage", get(usage::page))
         .route("/portal/usage/export.csv", get(usage::export_csv))
+        .route("/portal/statements", get(statements::page))
+        .route("/portal/statements.csv", get(statements::csv))
         .route(
             "/portal/recharge",
             get(recharge::page).post(recharge::place_submit),
@@ -130,6 +133,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/portal/keys/{id}/revoke", post(keys::api_revoke))
         .route("/api/portal/models", get(models::api))
         .route("/api/portal/usage", get(usage::api))
+        .route("/api/portal/statements", get(statements::api))
         .route(
             "/api/portal/recharge/orders",
             get(recharge::api_orders).post(recharge::api_place),

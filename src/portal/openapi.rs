@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, dashboard, keys, models, recharge, usage};
+use super::{account, dashboard, keys, models, recharge, statements, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,7 @@ micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"messa
         keys::api_revoke,
         models::api,
         usage::api,
+        statements::api,
         recharge::api_orders,
         recharge::api_order,
         recharge::api_place,
