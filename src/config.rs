@@ -66,6 +66,8 @@ pub struct PaymentSettings {
     pub manual_instructions: Option<String>,
     /// The built-in pretend payment page, for demos and tests. Off unless enabled.
     pub sandbox: bool,
+    /// How often each replica expires due orders and finishes interrupted credits.
+    pub sweep_every: Duration,
 }
 
 impl Default for PaymentSettings {
@@ -77,6 +79,7 @@ impl Default for PaymentSettings {
             stripe: None,
             manual_instructions: None,
             sandbox: false,
+            sweep_every: Duration::from_secs(30),
         }
     }
 }

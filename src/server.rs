@@ -186,12 +186,13 @@ async fn settle_periodically(
     }
 }
 
-/// Expires stale orders and finishes interrupted credits, every 30 seconds.
+/// Expires stale orders and finishes interrupted credits (every 30 seconds by default).
 async fn billing_housekeeping(state: Arc<AppState>, stop: CancellationToken) {
+    let every = state.settings.payments.sweep_every;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(every) => {}
         }
         if let Err(error) = crate::billing::orders::housekeeping(&state).await {
             tracing::warn!(%error, "billing housekeeping failed; tried again later");

@@ -749,3 +749,45 @@ async fn operators_confirm_transfers_issue_codes_and_adjust_balances_as_themselv
         let _store = env.finish().await;
     }
 }
+
+#[tokio::test]
+async fn unpaid_orders_expire_on_their_own() {
+    for store in stores().await {
+        let env = env_with(store, 0, |settings| {
+            settings.payments.sandbox = true;
+            settings.payments.order_ttl = Duration::from_secs(1);
+            settings.payments.sweep_every = Duration::from_millis(200);
+        })
+        .await;
+        let alice = Visitor::sign_up(&env.url(""), "alice@example.com").await;
+        let (status, placed) = alice
+            .write(
+                "POST",
+                "/api/portal/recharge/orders",
+                json!({"amount": 5_000_000, "method": "sandbox"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let order_id = placed["order_id"].as_str().unwrap().to_string();
+        let expired = eventually(Duration::from_secs(10), || async {
+            let (_, view) = alice
+                .json(&format!("/api/portal/recharge/orders/{order_id}"))
+                .await;
+            view["order"]["state"] == "expired"
+        })
+        .await;
+        assert!(expired, "{}: the order never expired", env.store.name);
+        let (_, view) = alice
+            .json(&format!("/api/portal/recharge/orders/{order_id}"))
+            .await;
+        let kinds: Vec<&str> = view["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["placed", "expired"]);
+        assert_eq!(balance_of_tenant(&alice).await, 0);
+        let _store = env.finish().await;
+    }
+}
