@@ -181,6 +181,63 @@ async fn rebuilt_projections_equal_the_live_ones() {
             assert_eq!(response.status(), 200);
             response.bytes().await.unwrap();
         }
+        // A paid top-up order and a redeemed prepaid code, for the recharge records.
+        {
+            use modelrouter_domain::prepaid::{code_id, PrepaidCommand};
+            use modelrouter_domain::recharge::{PaymentMethod, RechargeCommand};
+            use modelrouter_domain::Money;
+            let core = env.store.core().await;
+            let acme = tenant_id(&core.db, "acme@example.com").await;
+            let meta = Metadata::new(&Actor::Cli);
+            let now = chrono::Utc::now();
+            let order = [
+                RechargeCommand::Place {
+                    tenant_id: acme.clone(),
+                    amount: Money(5_000_000),
+                    currency: "USD".into(),
+                    method: PaymentMethod::Sandbox,
+                    placed_at: now,
+                    expires_at: now + chrono::Duration::hours(1),
+                },
+                RechargeCommand::ConfirmPayment {
+                    amount: Money(5_000_000),
+                    currency: "USD".into(),
+                    provider_ref: "sandbox:1".into(),
+                    provider_event: "sandbox:e1".into(),
+                    paid_at: now,
+                    confirmed_by: "sandbox".into(),
+                },
+            ];
+            for command in order {
+                core.commands
+                    .recharges
+                    .execute("R-1", command, &meta)
+                    .await
+                    .unwrap();
+            }
+            let code = code_id("REBUILD-ME");
+            let issue = PrepaidCommand::Issue {
+                amount: Money(1_000_000),
+                currency: "USD".into(),
+                expires_at: None,
+                note: String::new(),
+                issued_at: now,
+            };
+            core.commands
+                .prepaid
+                .execute(&code, issue, &meta)
+                .await
+                .unwrap();
+            let redeem = PrepaidCommand::Redeem {
+                tenant_id: acme,
+                now,
+            };
+            core.commands
+                .prepaid
+                .execute(&code, redeem, &meta)
+                .await
+                .unwrap();
+        }
         let (store, db) = env.finish().await;
         for projection in Projection::ALL {
             let live = sql::dump(&db, projection).await.unwrap();

@@ -173,6 +173,13 @@ async fn save_checkpoint(
 /// Applies every event after the projection's checkpoint, in batches of `batch` events.
 /// Returns how many events it read.
 pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usize, sqlx::Error> {
+    // Nothing new since the checkpoint: done without a write transaction, so idle replicas and
+    // tailers take no write lock (on SQLite, other processes — the CLI — then never wait on
+    // them).
+    let seen = checkpoint(db, projection).await?;
+    if db.read_events(seen, 1).await?.is_empty() {
+        return Ok(0);
+    }
     let mut total = 0;
     loop {
         let _writing = db.write_lock().await;
