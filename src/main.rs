@@ -185,6 +185,13 @@ fn settings(cli: &Cli, listen: SocketAddr) -> Settings {
     settings.master_key = std::env::var("MODELROUTER_MASTER_KEY")
         .ok()
         .filter(|k| !k.is_empty());
+    if let Some(currency) = std::env::var("MODELROUTER_CURRENCY")
+        .ok()
+        .map(|c| c.trim().to_ascii_uppercase())
+        .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        settings.currency = currency;
+    }
     settings
 }
 
