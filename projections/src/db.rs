@@ -25,6 +25,25 @@ macro_rules! on_db {
     };
 }
 
+/// The columns a [`StoredEvent`] is read from, per backend (PostgreSQL keeps JSON as `jsonb` and
+/// times as `timestamptz`; both come back as text in one format).
+macro_rules! sqlite_select_events {
+    () => {
+        "SELECT 0 AS tx, global_position, aggregate_type, aggregate_id, sequence,
+                event_type, payload, metadata, recorded_at
+           FROM events"
+    };
+}
+macro_rules! pg_select_events {
+    () => {
+        "SELECT tx::text::bigint AS tx, global_position, aggregate_type, aggregate_id,
+                sequence, event_type, payload::text AS payload, metadata::text AS metadata,
+                to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+                  AS recorded_at
+           FROM events"
+    };
+}
+
 #[derive(Clone, Debug)]
 pub enum Db {
     Sqlite(SqlitePool),
@@ -142,12 +161,11 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let rows = match self {
-            Db::Sqlite(pool) => sqlx::query(
-                "SELECT 0 AS tx, global_position, aggregate_type, aggregate_id, sequence,
-                            event_type, payload, metadata, recorded_at
-                       FROM events WHERE global_position > $1
-                      ORDER BY global_position LIMIT $2",
-            )
+            Db::Sqlite(pool) => sqlx::query(concat!(
+                sqlite_select_events!(),
+                " WHERE global_position > $1
+                      ORDER BY global_position LIMIT $2"
+            ))
             .bind(after.position)
             .bind(limit)
             .fetch_all(pool)
@@ -155,17 +173,13 @@ impl Db {
             .into_iter()
             .map(|row| stored_event(&row))
             .collect::<Result<Vec<_>, _>>()?,
-            Db::Postgres(pool) => sqlx::query(
-                "SELECT tx::text::bigint AS tx, global_position, aggregate_type, aggregate_id,
-                            sequence, event_type, payload::text AS payload,
-                            metadata::text AS metadata,
-                            to_char(recorded_at AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS recorded_at
-                       FROM events
+            Db::Postgres(pool) => sqlx::query(concat!(
+                pg_select_events!(),
+                "
                       WHERE (tx, global_position) > ($1::text::xid8, $2)
                         AND tx < pg_snapshot_xmin(pg_current_snapshot())
-                      ORDER BY tx, global_position LIMIT $3",
-            )
+                      ORDER BY tx, global_position LIMIT $3"
+            ))
             .bind(after.tx)
             .bind(after.position)
             .bind(limit)
@@ -187,12 +201,11 @@ impl Db {
         aggregate_id: &str,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let rows = match self {
-            Db::Sqlite(pool) => sqlx::query(
-                "SELECT 0 AS tx, global_position, aggregate_type, aggregate_id, sequence,
-                            event_type, payload, metadata, recorded_at
-                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-                      ORDER BY sequence",
-            )
+            Db::Sqlite(pool) => sqlx::query(concat!(
+                sqlite_select_events!(),
+                " WHERE aggregate_type = $1 AND aggregate_id = $2
+                      ORDER BY sequence"
+            ))
             .bind(aggregate_type)
             .bind(aggregate_id)
             .fetch_all(pool)
@@ -200,15 +213,11 @@ impl Db {
             .into_iter()
             .map(|row| stored_event(&row))
             .collect::<Result<Vec<_>, _>>()?,
-            Db::Postgres(pool) => sqlx::query(
-                "SELECT tx::text::bigint AS tx, global_position, aggregate_type, aggregate_id,
-                            sequence, event_type, payload::text AS payload,
-                            metadata::text AS metadata,
-                            to_char(recorded_at AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS recorded_at
-                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-                      ORDER BY sequence",
-            )
+            Db::Postgres(pool) => sqlx::query(concat!(
+                pg_select_events!(),
+                " WHERE aggregate_type = $1 AND aggregate_id = $2
+                      ORDER BY sequence"
+            ))
             .bind(aggregate_type)
             .bind(aggregate_id)
             .fetch_all(pool)
