@@ -253,8 +253,11 @@ pub async fn place_submit(
     };
     match attempt.await {
         Ok(placed) => {
+            // Same-site pay pages (the sandbox) directly; a provider's page from the order page's
+            // Pay link, because the portal's CSP lets forms lead only to this site.
             let to = placed
                 .pay_url
+                .filter(|url| url.starts_with('/'))
                 .unwrap_or_else(|| format!("/portal/recharge/orders/{}", placed.order_id));
             Ok(Redirect::to(&to).into_response())
         }
