@@ -160,36 +160,12 @@ impl Db {
         after: TailPosition,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let rows = match self {
-            Db::Sqlite(pool) => sqlx::query(concat!(
-                sqlite_select_events!(),
-                " WHERE global_position > $1
-                      ORDER BY global_position LIMIT $2"
-            ))
-            .bind(after.position)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|row| stored_event(&row))
-            .collect::<Result<Vec<_>, _>>()?,
-            Db::Postgres(pool) => sqlx::query(concat!(
-                pg_select_events!(),
-                "
-                      WHERE (tx, global_position) > ($1::text::xid8, $2)
-                        AND tx < pg_snapshot_xmin(pg_current_snapshot())
-                      ORDER BY tx, global_position LIMIT $3"
-            ))
-            .bind(after.tx)
-            .bind(after.position)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|row| stored_event(&row))
-            .collect::<Result<Vec<_>, _>>()?,
-        };
-        Ok(rows)
+        match self {
+            Db::Sqlite(pool) => read_events_sqlite(&mut *pool.acquire().await?, after, limit).await,
+            Db::Postgres(pool) => {
+                read_events_postgres(&mut *pool.acquire().await?, after, limit).await
+            }
+        }
     }
 
     /// Every event of one aggregate, in sequence order. Unlike [`Db::read_events`] this is not
@@ -325,6 +301,47 @@ impl Db {
             }
         }
     }
+}
+
+/// [`Db::read_events`] on a given SQLite connection (a projection's own transaction).
+pub(crate) async fn read_events_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    after: TailPosition,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(concat!(
+        sqlite_select_events!(),
+        " WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+    ))
+    .bind(after.position)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(stored_event)
+    .collect()
+}
+
+/// [`Db::read_events`] on a given PostgreSQL connection (a projection's own transaction).
+pub(crate) async fn read_events_postgres(
+    conn: &mut sqlx::PgConnection,
+    after: TailPosition,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(concat!(
+        pg_select_events!(),
+        " WHERE (tx, global_position) > ($1::text::xid8, $2)
+            AND tx < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY tx, global_position LIMIT $3"
+    ))
+    .bind(after.tx)
+    .bind(after.position)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(stored_event)
+    .collect()
 }
 
 fn stored_event<R>(row: &R) -> Result<StoredEvent, sqlx::Error>

@@ -344,7 +344,13 @@ pub async fn order_page(
         chrome: Chrome::new(&signed_in, "recharge"),
         currency: order.currency.clone(),
         pending,
-        pay_url: order.pay_url.clone().filter(|_| pending),
+        // The sandbox's page is this site's own; a provider's checkout is stored with the order.
+        pay_url: if order.method == "sandbox" && state.settings.payments.sandbox {
+            Some(format!("/portal/recharge/sandbox/{}", order.order_id))
+        } else {
+            order.pay_url.clone()
+        }
+        .filter(|_| pending),
         provider_ref: order.provider_ref.clone().unwrap_or_else(|| "—".into()),
         manual_instructions: state
             .settings

@@ -231,6 +231,14 @@ where
                     // A short, growing pause lets the winning writer finish.
                     tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
                 }
+                // Another process (a CLI command beside a serving replica) held SQLite's write
+                // lock past the busy timeout: nothing was written, so the command runs again.
+                Err(CommandError::Store(message))
+                    if attempt < CONFLICT_RETRIES && message.contains("database is locked") =>
+                {
+                    attempt += 1;
+                    tracing::warn!("the SQLite store was busy; running the command again");
+                }
                 other => return other,
             }
         }

@@ -185,7 +185,14 @@ pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usi
         let _writing = db.write_lock().await;
         let mut tx = DbTx::begin(db).await?;
         let checkpoint = lock_checkpoint(&mut tx, projection).await?;
-        let events = db.read_events(checkpoint, batch).await?;
+        // On the transaction's own connection: waiting for another pooled connection while
+        // holding the write lock could wait on writers that wait on this lock.
+        let events = match &mut tx {
+            DbTx::Sqlite(t) => crate::db::read_events_sqlite(&mut **t, checkpoint, batch).await?,
+            DbTx::Postgres(t) => {
+                crate::db::read_events_postgres(&mut **t, checkpoint, batch).await?
+            }
+        };
         let Some(last) = events.last().map(StoredEvent::tail_position) else {
             tx.commit().await?;
             return Ok(total);

@@ -71,6 +71,17 @@ pub struct CodeRow {
     pub credited_at: Option<String>,
 }
 
+/// Micro-units as people write amounts: two to six decimals, by integer arithmetic.
+fn amount_text(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    let mut fraction = format!("{:06}", abs % 1_000_000);
+    while fraction.len() > 2 && fraction.ends_with('0') {
+        fraction.pop();
+    }
+    format!("{sign}{}.{fraction}", abs / 1_000_000)
+}
+
 fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -170,7 +181,7 @@ async fn apply_order(
                 .await
                 .map(|_| ())
             })?;
-            let detail = format!("{} {currency} by {method}", amount);
+            let detail = format!("{} {currency} by {method}", amount_text(amount.0));
             history(tx, event, id, "placed", detail).await
         }
         RechargeEvent::CheckoutCreated {
@@ -217,7 +228,10 @@ async fn apply_order(
                 .await
                 .map(|_| ())
             })?;
-            let detail = format!("{amount} {currency} received ({confirmed_by}, {provider_ref})");
+            let detail = format!(
+                "{} {currency} received ({confirmed_by}, {provider_ref})",
+                amount_text(amount.0)
+            );
             history(tx, event, id, "paid", detail).await
         }
         RechargeEvent::PaymentMismatch {
@@ -239,7 +253,9 @@ async fn apply_order(
                 .map(|_| ())
             })?;
             let detail = format!(
-                "refused: {received} {currency} received for an order of {expected} ({provider_ref})"
+                "refused: {} {currency} received for an order of {} ({provider_ref})",
+                amount_text(received.0),
+                amount_text(expected.0)
             );
             history(tx, event, id, "mismatch", detail).await
         }
