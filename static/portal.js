@@ -55,6 +55,7 @@ document.addEventListener("DOMContentLoaded", () => {
           state.textContent = order.state;
           state.className = `pill ${order.state === "paid" ? "ok" : "bad"}`;
           document.getElementById("order-paid").hidden = order.state !== "paid";
+          document.getElementById("order-failed").hidden = order.state === "paid";
           for (const gone of ["order-waiting", "pay-link"]) document.getElementById(gone)?.remove();
           return;
         }

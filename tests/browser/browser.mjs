@@ -1,10 +1,15 @@
 // The browser side of the portal tests: Debian's Chromium driven by playwright-core (never a
 // downloaded browser), a watch on every page for console errors, script errors and CSP
-// violations, and small readers for what the pages show (tables, amounts, CSV).
+// violations, the steps of a journey, and small readers for what the pages show (tables,
+// amounts, CSV).
+//
+// Journeys may run side by side (node --test runs test files in parallel), so each one writes
+// only files named with its own prefix (`portal-`, `billing-`) into test-output/browser/.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { it } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
@@ -81,6 +86,49 @@ export class BrowserProblems {
   }
 }
 
+/** Makes `dir` and removes what an earlier run of this journey (files named `prefix…`) left there. */
+export function freshOutput(dir, prefix) {
+  mkdirSync(dir, { recursive: true });
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith(prefix)) rmSync(join(dir, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * The steps of one journey. Each step is one test; the steps share one browser session and run
+ * in order, and after a failed step the rest are skipped (they would only fail for the same
+ * reason). A step fails on any browser complaint; a failed step leaves a screenshot of the page
+ * it was on, and its message names the page and ends with the gateway's logs. A step's body gets
+ * the test context (for `t.skip`).
+ *
+ * `page()` and `logs()` are asked when a step fails: the page the journey is on, the gateway's logs.
+ */
+export function journey({ problems, out, prefix, page, logs }) {
+  let failedStep = null;
+  return function step(name, body) {
+    it(name, async (t) => {
+      if (failedStep) {
+        t.skip(`the step "${failedStep}" failed`);
+        return;
+      }
+      try {
+        await body(t);
+        problems.assertNone();
+      } catch (error) {
+        failedStep = name;
+        const current = page();
+        const shot = join(out, `${prefix}failed-${name.replace(/\W+/g, '-').slice(0, 60)}.png`);
+        await current?.screenshot({ path: shot, fullPage: true }).catch(() => {});
+        const where = `\n  page: ${current?.url()}\n  screenshot: ${shot}\n${logs() ?? ''}`;
+        error.message += where;
+        // The reporter prints the stack, which was written with the message as it was.
+        if (typeof error.stack === 'string') error.stack += where;
+        throw error;
+      }
+    });
+  };
+}
+
 /** Clicks something that submits a form or follows a link, and waits for the next page to load. */
 export async function clickAndLoad(page, locator) {
   const navigated = page.waitForEvent('framenavigated', { predicate: (frame) => frame === page.mainFrame() });
@@ -102,6 +150,14 @@ export async function readTable(page, selector) {
       if (row.dataset.keyId) record.keyId = row.dataset.keyId;
       return record;
     });
+  });
+}
+
+/** A `<dl>` of facts as { term: description }, whitespace collapsed. */
+export async function readFacts(page, selector) {
+  return page.locator(selector).first().evaluate((list) => {
+    const clean = (el) => el.textContent.replace(/\s+/g, ' ').trim();
+    return Object.fromEntries([...list.querySelectorAll('dt')].map((dt) => [clean(dt), clean(dt.nextElementSibling)]));
   });
 }
 
@@ -161,10 +217,10 @@ export function parseCsv(text) {
   return rows;
 }
 
-/** Saves a full-page screenshot as `<dir>/<device>-<name>.png`. */
-export async function screenshot(page, dir, device, name) {
+/** Saves a full-page screenshot as `<dir>/<prefix><device>-<name>.png`. */
+export async function screenshot(page, dir, device, name, prefix = '') {
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${device.name}-${name}.png`);
+  const path = join(dir, `${prefix}${device.name}-${name}.png`);
   await page.screenshot({ path, fullPage: true });
   return path;
 }

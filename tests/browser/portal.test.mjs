@@ -2,26 +2,27 @@
 // playwright-core), against a spawned `modelrouter serve --demo`: sign up, sign in, create keys
 // with each model scope, call the gateway with them, find the calls on the usage page and in the
 // CSV export, see the dashboard move, revoke a key, change the password. Then every page is
-// photographed at laptop and phone width into test-output/browser/ for a person to look at.
+// photographed at laptop and phone width into test-output/browser/portal-*.png for a person to
+// look at. (Money in the portal — top-ups, receipts, codes, statements — is billing.test.mjs.)
 //
-// Each step is one test; the steps share one browser session and run in order, and a failed step
-// skips the rest (they would only fail for the same reason). Nothing waits a fixed time: what is
+// Each step is one test (see `journey` in browser.mjs). Nothing waits a fixed time: what is
 // asynchronous (metering, key revocation) is polled with a deadline.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { setTimeout as pause } from 'node:timers/promises';
 
 import {
-  BrowserProblems, LAPTOP, PHONE, clickAndLoad, count, hiddenSideways, launchBrowser, micros,
-  parseCsv, readTable, screenshot,
+  BrowserProblems, LAPTOP, PHONE, clickAndLoad, count, freshOutput, hiddenSideways, journey,
+  launchBrowser, micros, parseCsv, readTable, screenshot,
 } from './browser.mjs';
-import { REPO_ROOT, startGateway } from './gateway.mjs';
+import { REPO_ROOT, callModel, startGateway } from './gateway.mjs';
 
 const OUT = join(REPO_ROOT, 'test-output', 'browser');
+const PREFIX = 'portal-'; // every file this journey writes into OUT
 const METERING_DEADLINE_MS = 10_000;
 const REVOCATION_DEADLINE_MS = 5_000;
 const POLL_INTERVAL_MS = 100;
@@ -53,9 +54,8 @@ let page;
 const problems = new BrowserProblems();
 
 before(async () => {
-  rmSync(OUT, { recursive: true, force: true });
-  mkdirSync(OUT, { recursive: true });
-  gateway = await startGateway(OUT);
+  freshOutput(OUT, PREFIX);
+  gateway = await startGateway(OUT, PREFIX);
   browser = await launchBrowser();
   const context = await problems.newContext(browser, LAPTOP, gateway.url);
   page = await context.newPage();
@@ -69,69 +69,13 @@ after(async () => {
   }
 });
 
-let failedStep = null;
-
-/** One step of the journey: skipped after a failed one; fails on any browser complaint. */
-function step(name, body) {
-  it(name, async (t) => {
-    if (failedStep) {
-      t.skip(`the step "${failedStep}" failed`);
-      return;
-    }
-    try {
-      await body();
-      problems.assertNone();
-    } catch (error) {
-      failedStep = name;
-      const shot = join(OUT, `failed-${name.replace(/\W+/g, '-').slice(0, 60)}.png`);
-      await page?.screenshot({ path: shot, fullPage: true }).catch(() => {});
-      error.message += `\n  page: ${page?.url()}\n  screenshot: ${shot}\n${gateway?.logs(2000) ?? ''}`;
-      throw error;
-    }
-  });
-}
+const step = journey({ problems, out: OUT, prefix: PREFIX, page: () => page, logs: () => gateway?.logs(2000) });
 
 const text = async (selector, on = page) => (await on.locator(selector).first().textContent()).replace(/\s+/g, ' ').trim();
 
-/** A chat call as a customer's program makes it, in the OpenAI or the Anthropic protocol. */
+/** A chat call with one of the journey's keys, remembered in `calls`. */
 async function callGateway(key, model, protocol = 'openai') {
-  const messages = [{ role: 'user', content: 'Hello' }];
-  const request = protocol === 'openai'
-    ? {
-      path: '/v1/chat/completions',
-      headers: { authorization: `Bearer ${key.secret}` },
-      body: { model, messages },
-    }
-    : {
-      path: '/v1/messages',
-      headers: { 'x-api-key': key.secret, 'anthropic-version': '2023-06-01' },
-      body: { model, max_tokens: 64, messages },
-    };
-  const response = await fetch(gateway.url + request.path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...request.headers },
-    body: JSON.stringify(request.body),
-    signal: AbortSignal.timeout(15_000),
-  });
-  const raw = await response.text();
-  let json = null;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    // Left null: the assertions below show the raw body.
-  }
-  const usage = json?.usage ?? {};
-  const call = {
-    key,
-    model,
-    protocol,
-    status: response.status,
-    requestId: response.headers.get('request-id'),
-    input: usage.prompt_tokens ?? usage.input_tokens,
-    output: usage.completion_tokens ?? usage.output_tokens,
-    json,
-    raw,
-  };
+  const call = { key, model, protocol, ...(await callModel(gateway.url, key.secret, model, protocol)) };
   calls.push(call);
   return call;
 }
@@ -383,7 +327,7 @@ describe('a tenant in the portal', () => {
     // The export is exactly the filtered view.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
     assert.match(download.suggestedFilename(), /^usage-\d{8}-\d{6}\.csv$/);
-    const csvPath = join(OUT, 'usage-export.csv');
+    const csvPath = join(OUT, `${PREFIX}usage-export.csv`);
     await download.saveAs(csvPath);
     const [header, ...records] = parseCsv(readFileSync(csvPath, 'utf8'));
     assert.deepEqual(header, [
@@ -464,7 +408,8 @@ describe('a tenant in the portal', () => {
 
     await clickAndLoad(page, page.getByRole('link', { name: 'Recharge →' }));
     assert.equal(micros(await text('#stat-balance .stat-value')), SIGNUP_CREDIT - spend);
-    assert.match(await text('main'), /contact your account manager/);
+    // `serve --demo` offers the sandbox payment method (billing.test.mjs pays with it).
+    assert.ok(await page.isVisible('input[name=method][value=sandbox]'), 'the sandbox method is offered');
   });
 
   step('revokes a key from its edit page after confirming; the gateway refuses it within seconds', async () => {
@@ -551,7 +496,7 @@ describe('a tenant in the portal', () => {
       const shoot = async (name) => {
         await tab.waitForLoadState('load');
         for (const what of await hiddenSideways(tab)) sideways.push(`${name}: ${what}`);
-        await screenshot(tab, OUT, device, name);
+        await screenshot(tab, OUT, device, name, PREFIX);
       };
       try {
         await fillSignup(tab, { name: user.name, email: `new-${run}@example.com`, password: 'abcdefghijk', password_confirm: 'abcdefghijk' });
