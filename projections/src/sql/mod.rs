@@ -188,10 +188,8 @@ pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usi
         // On the transaction's own connection: waiting for another pooled connection while
         // holding the write lock could wait on writers that wait on this lock.
         let events = match &mut tx {
-            DbTx::Sqlite(t) => crate::db::read_events_sqlite(&mut **t, checkpoint, batch).await?,
-            DbTx::Postgres(t) => {
-                crate::db::read_events_postgres(&mut **t, checkpoint, batch).await?
-            }
+            DbTx::Sqlite(t) => crate::db::read_events_sqlite(t, checkpoint, batch).await?,
+            DbTx::Postgres(t) => crate::db::read_events_postgres(t, checkpoint, batch).await?,
         };
         let Some(last) = events.last().map(StoredEvent::tail_position) else {
             tx.commit().await?;
