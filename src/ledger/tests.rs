@@ -1,0 +1,310 @@
+//! Tests of `ledger`.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use modelrouter_domain::account::CreditSource;
+use serde_json::json;
+
+/// Events as the store hands them back: positions spread out (other aggregates' events
+/// sit between them), sequences 1, 2, 3, ….
+fn stored(events: Vec<AccountEvent>) -> Vec<StoredEvent> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let sequence = i as i64 + 1;
+            let payload = serde_json::to_value(&event).unwrap();
+            let event_type = payload
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap();
+            StoredEvent {
+                tx: 0,
+                position: sequence * 10,
+                aggregate_type: ACCOUNT.to_string(),
+                aggregate_id: "t1".to_string(),
+                sequence,
+                event_type,
+                payload,
+                metadata: json!({"actor": if sequence == 3 { "operator:o1" } else { "system" }}),
+                recorded_at: format!("2025-01-01T00:00:{sequence:02}.000Z"),
+            }
+        })
+        .collect()
+}
+
+fn credit(amount: i64, kind: CreditKind, reference: &str) -> AccountEvent {
+    AccountEvent::Credited {
+        amount: Money(amount),
+        source: CreditSource {
+            kind,
+            reference: reference.to_string(),
+        },
+    }
+}
+fn grant(lease: &str, amount: i64) -> AccountEvent {
+    AccountEvent::AllowanceGranted {
+        lease_id: lease.to_string(),
+        node: "node-a".to_string(),
+        amount: Money(amount),
+    }
+}
+fn settle(lease: &str, used: i64, calls: u64) -> AccountEvent {
+    AccountEvent::UsageSettled {
+        lease_id: lease.to_string(),
+        used: Money(used),
+        calls,
+    }
+}
+fn release(lease: &str, amount: i64) -> AccountEvent {
+    AccountEvent::AllowanceReleased {
+        lease_id: lease.to_string(),
+        amount: Money(amount),
+    }
+}
+
+/// The life of an account: two credits, an operator's adjustment, a lease, usage on it, its
+/// release, and usage a replica settled after its lease was already released.
+fn life() -> Vec<StoredEvent> {
+    stored(vec![
+        credit(100_000_000, CreditKind::Import, "import:100000000"),
+        credit(12_500_000, CreditKind::Voucher, "v-1"),
+        AccountEvent::Adjusted {
+            amount: Money(-2_000_001),
+            reason: "goodwill reversal".to_string(),
+        },
+        grant("L1", 1_000_000),
+        settle("L1", 333_333, 3),
+        release("L1", 666_667),
+        settle("L1", 17, 1),
+    ])
+}
+
+#[test]
+fn replay_runs_the_balance_to_the_micro_unit() {
+    let statement = replay("t1", &life()).unwrap();
+    let after: Vec<i64> = statement.lines.iter().map(|l| l.balance_after.0).collect();
+    assert_eq!(
+        after,
+        vec![
+            100_000_000,
+            112_500_000,
+            110_499_999,
+            110_499_999,
+            110_166_666,
+            110_166_666,
+            110_166_649
+        ]
+    );
+    let amounts: Vec<i64> = statement.lines.iter().map(|l| l.amount.0).collect();
+    assert_eq!(
+        amounts,
+        vec![100_000_000, 12_500_000, -2_000_001, 0, -333_333, 0, -17]
+    );
+    assert_eq!(statement.credited, Money(112_500_000));
+    assert_eq!(statement.adjusted, Money(-2_000_001));
+    assert_eq!(statement.charged, Money(333_350));
+    assert_eq!(statement.balance, Money(110_166_649));
+    assert_eq!(
+        statement.balance.0,
+        statement.credited.0 + statement.adjusted.0 - statement.charged.0
+    );
+    assert_eq!(statement.outstanding_allowance, Money::ZERO);
+    assert_eq!(statement.calls, 4);
+    assert_eq!(statement.lines[2].actor.as_deref(), Some("operator:o1"));
+    assert_eq!(
+        statement.lines[2].kind,
+        LineKind::Adjustment {
+            reason: "goodwill reversal".into(),
+            actor: Some("operator:o1".into())
+        }
+    );
+    assert_eq!(statement.lines[4].position, 50);
+    assert_eq!(statement.lines[4].at, "2025-01-01T00:00:05.000Z");
+}
+
+#[test]
+fn open_leases_are_outstanding_and_usage_beyond_a_lease_empties_it() {
+    let events = stored(vec![
+        credit(10_000, CreditKind::RechargeOrder, "o-1"),
+        grant("A", 3_000),
+        grant("B", 2_000),
+        settle("A", 1_000, 2),
+        grant("A", 500),
+        settle("B", 2_500, 1),
+    ]);
+    let statement = replay("t1", &events).unwrap();
+    // A: 3000 − 1000 + 500 = 2500; B: 2000 − 2500 → 0 (never below zero).
+    assert_eq!(statement.outstanding_allowance, Money(2_500));
+    assert_eq!(statement.balance, Money(10_000 - 1_000 - 2_500));
+    assert_eq!(statement.calls, 3);
+}
+
+#[test]
+fn replay_agrees_with_the_aggregate_on_the_same_events() {
+    for events in [life(), stored(vec![grant("X", 5), settle("X", 9, 1)])] {
+        let statement = replay("t1", &events).unwrap();
+        let mut account = Account::default();
+        for event in decode("t1", &events).unwrap() {
+            account.apply(event);
+        }
+        assert_eq!(statement.balance, account.balance());
+        assert_eq!(statement.outstanding_allowance, account.outstanding());
+    }
+}
+
+#[test]
+fn an_undecodable_event_is_an_error_naming_its_position() {
+    let mut events = life();
+    events[3].payload = json!({"AllowanceGranted": {"lease_id": "L1"}});
+    let error = replay("t1", &events).unwrap_err();
+    assert!(matches!(
+        error,
+        LedgerError::Undecodable { position: 40, .. }
+    ));
+    assert!(error.to_string().contains("position 40"), "{error}");
+    assert!(error.is_finding());
+}
+
+#[test]
+fn a_missing_or_foreign_event_is_an_error() {
+    let mut events = life();
+    events.remove(2);
+    let error = replay("t1", &events).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LedgerError::OutOfSequence {
+                position: 40,
+                expected: 3,
+                found: 4
+            }
+        ),
+        "{error}"
+    );
+    let error = replay("t2", &life()).unwrap_err();
+    assert!(matches!(
+        error,
+        LedgerError::ForeignEvent { position: 10, .. }
+    ));
+}
+
+fn row_of(statement: &Statement) -> BalanceRow {
+    BalanceRow {
+        tenant_id: statement.tenant_id.clone(),
+        balance: statement.balance.0,
+        credited: statement.credited.0,
+        adjusted: statement.adjusted.0,
+        settled: statement.charged.0,
+        outstanding: statement.outstanding_allowance.0,
+        calls: statement.calls as i64,
+        updated_at: String::new(),
+    }
+}
+
+#[test]
+fn differences_are_reported_by_field() {
+    let statement = replay("t1", &life()).unwrap();
+    let aggregate = AggregateState {
+        balance: statement.balance,
+        outstanding: Money::ZERO,
+    };
+    let row = row_of(&statement);
+    assert_eq!(differences(&statement, Some(&row), aggregate), vec![]);
+
+    let tampered = BalanceRow {
+        balance: row.balance + 1,
+        calls: row.calls - 1,
+        ..row.clone()
+    };
+    let found = differences(&statement, Some(&tampered), aggregate);
+    assert_eq!(
+        found,
+        vec![
+            Difference::Field {
+                against: Against::ReadModel,
+                field: Field::Balance,
+                replayed: 110_166_649,
+                found: 110_166_650
+            },
+            Difference::Field {
+                against: Against::ReadModel,
+                field: Field::Calls,
+                replayed: 4,
+                found: 3
+            }
+        ]
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "read model balance: replayed 110.166649, found 110.166650"
+    );
+
+    let wrong_aggregate = AggregateState {
+        outstanding: Money(7),
+        ..aggregate
+    };
+    assert_eq!(
+        differences(&statement, Some(&row), wrong_aggregate),
+        vec![Difference::Field {
+            against: Against::Aggregate,
+            field: Field::Outstanding,
+            replayed: 0,
+            found: 7
+        }]
+    );
+    assert_eq!(
+        differences(&statement, None, aggregate),
+        vec![Difference::MissingReadModelRow]
+    );
+
+    let empty = replay("t1", &[]).unwrap();
+    let zero = AggregateState {
+        balance: Money::ZERO,
+        outstanding: Money::ZERO,
+    };
+    assert_eq!(differences(&empty, None, zero), vec![]);
+    let orphan = BalanceRow {
+        balance: 5,
+        ..row_of(&empty)
+    };
+    assert_eq!(
+        differences(&empty, Some(&orphan), zero),
+        vec![
+            Difference::ReadModelRowWithoutEvents,
+            Difference::Field {
+                against: Against::ReadModel,
+                field: Field::Balance,
+                replayed: 0,
+                found: 5
+            }
+        ]
+    );
+}
+
+#[test]
+fn the_statement_prints_micro_units_as_whole_units_with_six_decimals() {
+    let text = replay("t1", &life()).unwrap().to_string();
+    let credit = text
+        .lines()
+        .find(|l| l.contains("credit voucher v-1"))
+        .unwrap();
+    assert!(credit.starts_with("2025-01-01T00:00:02.000Z"), "{credit}");
+    assert!(credit.contains("12.500000"), "{credit}");
+    assert!(credit.contains("112.500000"), "{credit}");
+    assert!(credit.ends_with("system"), "{credit}");
+    let adjustment = text.lines().find(|l| l.contains("adjustment")).unwrap();
+    assert!(adjustment.contains("-2.000001"), "{adjustment}");
+    assert!(adjustment.ends_with("operator:o1"), "{adjustment}");
+    let last = text.lines().find(|l| l.contains("   -0.000017")).unwrap();
+    assert!(last.contains("charge 1 call on lease L1"), "{last}");
+    assert!(
+        text.contains("\nbalance               110.166649\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ncalls                          4\n"),
+        "{text}"
+    );
+}
