@@ -791,3 +791,37 @@ async fn unpaid_orders_expire_on_their_own() {
         let _store = env.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_any_output_is_not_charged() {
+    for store in stores().await {
+        let env = env(store).await;
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        for stream in [false, true] {
+            let gone = impatient
+                .post(env.url("/v1/chat/completions"))
+                .bearer_auth(KEY_AUTO)
+                .json(&json!({"model": "test-gpt", "stream": stream,
+                    "messages": user("[mock:delay_ms=2000] too slow for this client")}))
+                .send()
+                .await;
+            assert!(gone.is_err(), "the client gave up before the first byte");
+        }
+        let body = json!({"model": "test-gpt", "messages": user("a patient call")});
+        assert_eq!(env.chat(KEY_AUTO, body).await.status(), 200);
+        let (_store, db) = env.finish().await;
+        let acme = tenant_id(&db, "acme@example.com").await;
+        let calls = usage::calls(&db, Some(&acme), 10).await.unwrap();
+        let charged: i64 = calls.iter().map(|c| c.cost).sum();
+        let patient = calls.iter().find(|c| c.status == 200).unwrap();
+        assert_eq!(
+            charged, patient.cost,
+            "only the call that answered is charged: {calls:?}"
+        );
+        let row = balances::balance_of(&db, &acme).await.unwrap().unwrap();
+        assert_eq!(row.settled, patient.cost);
+    }
+}
