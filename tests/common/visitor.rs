@@ -94,4 +94,18 @@ impl Visitor {
             body["id"].as_str().unwrap().to_string(),
         )
     }
+
+    /// The balance the dashboard shows, micro-units.
+    pub async fn balance(&self) -> i64 {
+        let (_, dashboard) = self.json("/api/portal/dashboard").await;
+        dashboard["balance"].as_i64().unwrap()
+    }
+
+    /// Whether the balance reaches `expected` within five seconds (it settles asynchronously).
+    pub async fn balance_becomes(&self, expected: i64) -> bool {
+        super::eventually(std::time::Duration::from_secs(5), || async {
+            self.balance().await == expected
+        })
+        .await
+    }
 }
