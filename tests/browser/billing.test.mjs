@@ -13,16 +13,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe } from 'node:test';
+import { describe } from 'node:test';
 import { setTimeout as pause } from 'node:timers/promises';
 
 import {
-  BrowserProblems, LAPTOP, PHONE, clickAndLoad, count, freshOutput, hiddenSideways, journey,
-  launchBrowser, micros, parseCsv, readFacts, readTable, screenshot,
+  LAPTOP, PHONE, clickAndLoad, count, hiddenSideways, micros, parseCsv, readFacts, readTable, screenshot,
 } from './browser.mjs';
-import { REPO_ROOT, callModel, startGateway } from './gateway.mjs';
+import { callModel } from './gateway.mjs';
+import { OUT, setUpJourney } from './journey.mjs';
 
-const OUT = join(REPO_ROOT, 'test-output', 'browser');
 const PREFIX = 'billing-'; // every file this journey writes into OUT
 /** The order page polls every 2 s: it must show the payment within a few polls. */
 const LIVE_UPDATE_DEADLINE_MS = 10_000;
@@ -50,28 +49,13 @@ let spent = 0;
 let receipt = null;
 let statementsBuilt = true;
 
+// The journey's hooks set these before the first step runs.
 let gateway;
 let browser;
 let page;
-const problems = new BrowserProblems();
-
-before(async () => {
-  freshOutput(OUT, PREFIX);
-  gateway = await startGateway(OUT, PREFIX);
-  browser = await launchBrowser();
-  const context = await problems.newContext(browser, LAPTOP, gateway.url);
-  page = await context.newPage();
+const { problems, step } = setUpJourney(PREFIX, (live) => {
+  ({ gateway, browser, page } = live);
 });
-
-after(async () => {
-  await browser?.close();
-  if (gateway) {
-    const code = await gateway.stop();
-    assert.equal(code, 0, `the gateway did not exit cleanly on SIGTERM (code ${code})\n${gateway.logs()}`);
-  }
-});
-
-const step = journey({ problems, out: OUT, prefix: PREFIX, page: () => page, logs: () => gateway?.logs(2000) });
 
 const text = async (selector, on = page) => (await on.locator(selector).first().textContent()).replace(/\s+/g, ' ').trim();
 const path = (target = page) => new URL(target.url()).pathname;

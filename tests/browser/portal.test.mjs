@@ -12,16 +12,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe } from 'node:test';
+import { describe } from 'node:test';
 import { setTimeout as pause } from 'node:timers/promises';
 
 import {
-  BrowserProblems, LAPTOP, PHONE, clickAndLoad, count, freshOutput, hiddenSideways, journey,
-  launchBrowser, micros, parseCsv, readTable, screenshot,
+  LAPTOP, PHONE, clickAndLoad, count, hiddenSideways, micros, parseCsv, readTable, screenshot,
 } from './browser.mjs';
-import { REPO_ROOT, callModel, startGateway } from './gateway.mjs';
+import { callModel } from './gateway.mjs';
+import { OUT, setUpJourney } from './journey.mjs';
 
-const OUT = join(REPO_ROOT, 'test-output', 'browser');
 const PREFIX = 'portal-'; // every file this journey writes into OUT
 const METERING_DEADLINE_MS = 10_000;
 const REVOCATION_DEADLINE_MS = 5_000;
@@ -48,28 +47,13 @@ const calls = [];
 /** Prices per million tokens as the models page lists them, in micro-units. */
 const prices = {};
 
+// The journey's hooks set these before the first step runs.
 let gateway;
 let browser;
 let page;
-const problems = new BrowserProblems();
-
-before(async () => {
-  freshOutput(OUT, PREFIX);
-  gateway = await startGateway(OUT, PREFIX);
-  browser = await launchBrowser();
-  const context = await problems.newContext(browser, LAPTOP, gateway.url);
-  page = await context.newPage();
+const { problems, step } = setUpJourney(PREFIX, (live) => {
+  ({ gateway, browser, page } = live);
 });
-
-after(async () => {
-  await browser?.close();
-  if (gateway) {
-    const code = await gateway.stop();
-    assert.equal(code, 0, `the gateway did not exit cleanly on SIGTERM (code ${code})\n${gateway.logs()}`);
-  }
-});
-
-const step = journey({ problems, out: OUT, prefix: PREFIX, page: () => page, logs: () => gateway?.logs(2000) });
 
 const text = async (selector, on = page) => (await on.locator(selector).first().textContent()).replace(/\s+/g, ' ').trim();
 
