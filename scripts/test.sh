@@ -28,7 +28,7 @@ fi
 cargo build --quiet
 MODELROUTER_BIN="$PWD/target/debug/modelrouter" "$venv/bin/python" -m pytest -q tests/sdk
 
-step "Tenant portal in a real browser: Debian's Chromium + playwright-core (tests/browser)"
+step "The portal, the console and the agent portal in a real browser: Debian's Chromium + playwright-core (tests/browser)"
 # playwright-core drives the system Chromium; it never downloads a browser of its own.
 if [ ! -x /usr/bin/chromium ]; then
   sudo=""

@@ -44,6 +44,7 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
         cached_input_price: input / 4,
         cache_write_price: None,
         max_output_tokens: None,
+        context_window: Some(128_000),
         price_effective_at: None,
     };
     let provider = |id: &str, protocol: UpstreamProtocol, base: &str| ProviderSpec {
@@ -83,6 +84,7 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
                 deployments: vec![DeploymentSpec {
                     provider: (*provider).into(),
                     upstream_model: format!("mock-{name}"),
+                    region: None,
                     weight: 100,
                     priority: 0,
                 }],

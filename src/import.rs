@@ -62,6 +62,9 @@ pub struct ModelSpec {
     pub cached_input_price: i64,
     pub cache_write_price: Option<i64>,
     pub max_output_tokens: Option<u32>,
+    /// The context window in tokens, as customers are told it.
+    #[serde(default)]
+    pub context_window: Option<u32>,
     /// When these prices take effect (RFC 3339); omitted = as soon as imported.
     #[serde(default)]
     pub price_effective_at: Option<DateTime<Utc>>,
@@ -80,6 +83,9 @@ pub struct RouteSpec {
 pub struct DeploymentSpec {
     pub provider: String,
     pub upstream_model: String,
+    /// Where the deployment runs, if not in its provider's region.
+    #[serde(default)]
+    pub region: Option<String>,
     #[serde(default = "default_weight")]
     pub weight: u32,
     #[serde(default)]
@@ -229,6 +235,7 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
                 max_output_tokens: m
                     .max_output_tokens
                     .unwrap_or_else(default_max_output_tokens),
+                context_window: m.context_window,
             },
             effective_at: m.price_effective_at,
             pricing: Pricing {
@@ -261,6 +268,7 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
                 .map(|d| Deployment {
                     provider: d.provider.clone(),
                     upstream_model: d.upstream_model.clone(),
+                    region: d.region.clone(),
                     weight: d.weight,
                     priority: d.priority,
                 })
@@ -269,6 +277,7 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
                 .max_attempts
                 .map_or_else(RetryPolicy::default, |max_attempts| RetryPolicy {
                     max_attempts,
+                    ..RetryPolicy::default()
                 }),
         };
         commands
@@ -299,6 +308,7 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
             email: email.clone(),
             name: t.name.clone(),
             password_hash: hash_password(&t.password)?,
+            referred_by: None,
         };
         match commands.tenants.execute(&tenant_id, register, &meta).await {
             Ok(()) => {}

@@ -8,9 +8,13 @@
 //! - `protocol`: wire types and translation, pure (no HTTP client, no database).
 //! - `gateway`: the HTTP edge — auth, scope, routing, upstream calls, metering, errors.
 //! - `portal`: the tenant portal — pages under `/portal`, JSON under `/api/portal`.
+//! - `admin`: the operations console — pages under `/admin`, JSON under `/api/admin`.
+//! - `agent`: the agent portal — pages under `/agent`, JSON under `/api/agent`.
 //! - `mock`: the mock upstream, part of the product (`mock-upstream`, `serve --demo`, benches).
 //! - `import`, `demo`, `server`: the CLI's work.
 
+pub mod admin;
+pub mod agent;
 pub mod allowance;
 pub mod billing;
 pub mod config;

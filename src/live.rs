@@ -143,7 +143,7 @@ pub async fn run_tailer(db: Db, live: Arc<Live>, poll: Duration, shutdown: Cance
         match live.catch_up(&db).await {
             Ok(_) => {
                 for projection in Projection::ALL {
-                    if let Err(error) = sql::catch_up(&db, projection, BATCH).await {
+                    if let Err(error) = sql::advance(&db, projection, BATCH).await {
                         tracing::warn!(%error, projection = projection.name(), "projection lagging");
                     }
                 }

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use modelrouter::config::Settings;
 use modelrouter::ledger;
 use modelrouter::server::Core;
-use modelrouter_domain::metadata::{Actor, Metadata};
-use modelrouter_domain::operator::{OperatorCommand, OperatorRole};
+use modelrouter_domain::metadata::Actor;
+use modelrouter_domain::operator::OperatorRole;
 use modelrouter_domain::Money;
 use modelrouter_projections::sql::{self, Projection};
 
@@ -104,7 +104,7 @@ enum AdminCommand {
 
 #[derive(Subcommand)]
 enum ProjectionsCommand {
-    /// Drop and replay one projection (balances, usage, recharges) or all.
+    /// Drop and replay one projection (balances, usage, recharges, commissions, …) or all.
     Rebuild { name: Option<String> },
 }
 
@@ -246,26 +246,14 @@ async fn main() -> anyhow::Result<()> {
             let core = Core::open(&settings(&cli, default_listen)).await?;
             let password = modelrouter::crypto::generate_password();
             let email = modelrouter_domain::tenant::normalize_email(email)?;
-            let id = uuid::Uuid::new_v4().to_string();
-            if !modelrouter::store::reserve_email(
-                &core.db,
+            modelrouter::admin::create_operator(
+                &core.commands,
                 &email,
-                modelrouter::store::LoginKind::Operator,
-                &id,
+                OperatorRole::Admin,
+                &password,
+                &Actor::Cli,
             )
-            .await?
-            {
-                anyhow::bail!("{email} already has a login");
-            }
-            let register = OperatorCommand::Register {
-                email: email.clone(),
-                password_hash: modelrouter::crypto::hash_password(&password)?,
-                role: OperatorRole::Admin,
-            };
-            core.commands
-                .operators
-                .execute(&id, register, &Metadata::new(&Actor::Cli))
-                .await?;
+            .await?;
             println!("operator {email} created; one-time password: {password}");
             Ok(())
         }
@@ -285,7 +273,8 @@ async fn main() -> anyhow::Result<()> {
             let projections = match name {
                 None => Projection::ALL.to_vec(),
                 Some(name) => vec![Projection::from_name(name).with_context(|| {
-                    format!("unknown projection {name:?}; known: balances, usage, recharges")
+                    let known: Vec<&str> = Projection::ALL.iter().map(|p| p.name()).collect();
+                    format!("unknown projection {name:?}; known: {}", known.join(", "))
                 })?],
             };
             for projection in projections {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::*;
-use modelrouter::store::sessions::{self, SessionPolicy, ThrottleRule};
+use modelrouter::store::sessions::{self, Realm, SessionPolicy, ThrottleRule};
 use modelrouter_projections::{on_db, Db};
 
 const MINUTE: i64 = 60;
@@ -33,7 +33,7 @@ fn t(secs: i64) -> DateTime<Utc> {
 
 async fn session_rows(db: &Db) -> Vec<(String, String, String)> {
     on_db!(db, pool => {
-        sqlx::query_as("SELECT token_hash, tenant_id, csrf FROM portal_sessions")
+        sqlx::query_as("SELECT token_hash, subject_id, csrf FROM portal_sessions")
             .fetch_all(pool)
             .await
             .unwrap()
@@ -44,30 +44,61 @@ async fn session_rows(db: &Db) -> Vec<(String, String, String)> {
 async fn a_session_is_found_by_its_token_and_by_no_other() {
     for store in stores().await {
         let db = store.core().await.db;
-        let created = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let created = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
         assert_eq!(created.expires_at, t(12 * HOUR), "{}", store.name);
         assert_ne!(created.token, created.csrf, "{}", store.name);
 
-        let found = sessions::find_session(&db, &created.token, t(MINUTE), &POLICY)
+        let found = sessions::find_session(&db, Realm::Tenant, &created.token, t(MINUTE), &POLICY)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{}: the new session is live", store.name));
-        assert_eq!(found.tenant_id, "tenant-a");
+        assert_eq!(found.subject_id, "tenant-a");
         assert_eq!(found.csrf, created.csrf);
         assert_eq!(found.created_at, t(0));
         assert_eq!(found.expires_at, t(12 * HOUR));
 
         let stranger = sessions::new_token();
         assert!(
-            sessions::find_session(&db, &stranger, t(MINUTE), &POLICY)
+            sessions::find_session(&db, Realm::Tenant, &stranger, t(MINUTE), &POLICY)
                 .await
                 .unwrap()
                 .is_none(),
             "{}: an unknown token names no session",
             store.name
         );
+    }
+}
+
+#[tokio::test]
+async fn a_session_opens_only_its_own_realm() {
+    for store in stores().await {
+        let db = store.core().await.db;
+        let operator = sessions::create_session(&db, Realm::Operator, "op-1", t(0), &POLICY)
+            .await
+            .unwrap();
+        for realm in [Realm::Tenant, Realm::Agent] {
+            let found = sessions::find_session(&db, realm, &operator.token, t(MINUTE), &POLICY)
+                .await
+                .unwrap();
+            assert!(
+                found.is_none(),
+                "{}: an operator's token opens no {realm:?} session",
+                store.name
+            );
+        }
+        let found =
+            sessions::find_session(&db, Realm::Operator, &operator.token, t(MINUTE), &POLICY)
+                .await
+                .unwrap()
+                .expect("the operator's session is live");
+        assert_eq!(found.subject_id, "op-1");
+        // Ending a tenant's sessions by the same id leaves the operator's alone.
+        let ended = sessions::end_subject_sessions(&db, Realm::Tenant, "op-1", None)
+            .await
+            .unwrap();
+        assert_eq!(ended, 0, "{}", store.name);
     }
 }
 
@@ -89,7 +120,7 @@ fn tokens_are_32_random_bytes_in_url_safe_base64() {
 async fn the_table_never_holds_a_session_token_in_plaintext() {
     for store in stores().await {
         let db = store.core().await.db;
-        let created = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let created = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
         let rows = session_rows(&db).await;
@@ -110,7 +141,7 @@ async fn the_table_never_holds_a_session_token_in_plaintext() {
 async fn a_session_ends_at_its_absolute_expiry_however_busy_it_is() {
     for store in stores().await {
         let db = store.core().await.db;
-        let created = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let created = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
         // Used every 20 minutes, it is never idle, so only the absolute expiry can end it.
@@ -118,7 +149,7 @@ async fn a_session_ends_at_its_absolute_expiry_however_busy_it_is() {
         while now + 20 * MINUTE < 12 * HOUR {
             now += 20 * MINUTE;
             assert!(
-                sessions::find_session(&db, &created.token, t(now), &POLICY)
+                sessions::find_session(&db, Realm::Tenant, &created.token, t(now), &POLICY)
                     .await
                     .unwrap()
                     .is_some(),
@@ -126,14 +157,18 @@ async fn a_session_ends_at_its_absolute_expiry_however_busy_it_is() {
                 store.name
             );
         }
+        assert!(sessions::find_session(
+            &db,
+            Realm::Tenant,
+            &created.token,
+            t(12 * HOUR - 1),
+            &POLICY
+        )
+        .await
+        .unwrap()
+        .is_some());
         assert!(
-            sessions::find_session(&db, &created.token, t(12 * HOUR - 1), &POLICY)
-                .await
-                .unwrap()
-                .is_some()
-        );
-        assert!(
-            sessions::find_session(&db, &created.token, t(12 * HOUR), &POLICY)
+            sessions::find_session(&db, Realm::Tenant, &created.token, t(12 * HOUR), &POLICY)
                 .await
                 .unwrap()
                 .is_none(),
@@ -152,26 +187,32 @@ async fn a_session_ends_at_its_absolute_expiry_however_busy_it_is() {
 async fn an_idle_session_ends_and_a_used_one_outlives_its_first_idle_deadline() {
     for store in stores().await {
         let db = store.core().await.db;
-        let idle = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let idle = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
-        let almost = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let almost = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
-        let used = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let used = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
 
         assert!(
-            sessions::find_session(&db, &almost.token, t(30 * MINUTE - 1), &POLICY)
-                .await
-                .unwrap()
-                .is_some(),
+            sessions::find_session(
+                &db,
+                Realm::Tenant,
+                &almost.token,
+                t(30 * MINUTE - 1),
+                &POLICY
+            )
+            .await
+            .unwrap()
+            .is_some(),
             "{}: alive until the idle timeout",
             store.name
         );
         assert!(
-            sessions::find_session(&db, &idle.token, t(30 * MINUTE), &POLICY)
+            sessions::find_session(&db, Realm::Tenant, &idle.token, t(30 * MINUTE), &POLICY)
                 .await
                 .unwrap()
                 .is_none(),
@@ -183,7 +224,7 @@ async fn an_idle_session_ends_and_a_used_one_outlives_its_first_idle_deadline() 
         // 30 minutes after that view.
         for now in [20 * MINUTE, 45 * MINUTE] {
             assert!(
-                sessions::find_session(&db, &used.token, t(now), &POLICY)
+                sessions::find_session(&db, Realm::Tenant, &used.token, t(now), &POLICY)
                     .await
                     .unwrap()
                     .is_some(),
@@ -192,7 +233,7 @@ async fn an_idle_session_ends_and_a_used_one_outlives_its_first_idle_deadline() 
             );
         }
         assert!(
-            sessions::find_session(&db, &used.token, t(75 * MINUTE), &POLICY)
+            sessions::find_session(&db, Realm::Tenant, &used.token, t(75 * MINUTE), &POLICY)
                 .await
                 .unwrap()
                 .is_none(),
@@ -206,16 +247,18 @@ async fn an_idle_session_ends_and_a_used_one_outlives_its_first_idle_deadline() 
 async fn views_within_a_minute_of_the_last_refresh_do_not_move_the_idle_deadline() {
     for store in stores().await {
         let db = store.core().await.db;
-        let created = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let created = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
         // Not written: less than a minute since sign-in. The idle deadline stays at 30 minutes.
-        assert!(sessions::find_session(&db, &created.token, t(59), &POLICY)
-            .await
-            .unwrap()
-            .is_some());
         assert!(
-            sessions::find_session(&db, &created.token, t(30 * MINUTE), &POLICY)
+            sessions::find_session(&db, Realm::Tenant, &created.token, t(59), &POLICY)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            sessions::find_session(&db, Realm::Tenant, &created.token, t(30 * MINUTE), &POLICY)
                 .await
                 .unwrap()
                 .is_none(),
@@ -232,18 +275,18 @@ async fn signing_out_ends_one_session_and_a_password_change_ends_the_others() {
         let mut a = Vec::new();
         for _ in 0..3 {
             a.push(
-                sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+                sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
                     .await
                     .unwrap(),
             );
         }
-        let b = sessions::create_session(&db, "tenant-b", t(0), &POLICY)
+        let b = sessions::create_session(&db, Realm::Tenant, "tenant-b", t(0), &POLICY)
             .await
             .unwrap();
         let live = |token: String| {
             let db = db.clone();
             async move {
-                sessions::find_session(&db, &token, t(MINUTE), &POLICY)
+                sessions::find_session(&db, Realm::Tenant, &token, t(MINUTE), &POLICY)
                     .await
                     .unwrap()
                     .is_some()
@@ -260,9 +303,10 @@ async fn signing_out_ends_one_session_and_a_password_change_ends_the_others() {
         // Signing out twice, or with a token that names nothing, is no error.
         sessions::end_session(&db, &a[0].token).await.unwrap();
 
-        let ended = sessions::end_tenant_sessions(&db, "tenant-a", Some(&a[1].token))
-            .await
-            .unwrap();
+        let ended =
+            sessions::end_subject_sessions(&db, Realm::Tenant, "tenant-a", Some(&a[1].token))
+                .await
+                .unwrap();
         assert_eq!(ended, 1, "{}: only the other session ended", store.name);
         assert!(
             live(a[1].token.clone()).await,
@@ -276,7 +320,7 @@ async fn signing_out_ends_one_session_and_a_password_change_ends_the_others() {
             store.name
         );
 
-        let ended = sessions::end_tenant_sessions(&db, "tenant-a", None)
+        let ended = sessions::end_subject_sessions(&db, Realm::Tenant, "tenant-a", None)
             .await
             .unwrap();
         assert_eq!(ended, 1, "{}", store.name);
@@ -290,31 +334,47 @@ async fn purging_deletes_ended_sessions_only() {
     for store in stores().await {
         let db = store.core().await.db;
         // Seen every 10 minutes until 11:50, so not idle at 12:05, but past its absolute expiry.
-        let old = sessions::create_session(&db, "tenant-a", t(0), &POLICY)
+        let old = sessions::create_session(&db, Realm::Tenant, "tenant-a", t(0), &POLICY)
             .await
             .unwrap();
         for now in (1..=71).map(|i| i * 10 * MINUTE) {
-            assert!(sessions::find_session(&db, &old.token, t(now), &POLICY)
-                .await
-                .unwrap()
-                .is_some());
+            assert!(
+                sessions::find_session(&db, Realm::Tenant, &old.token, t(now), &POLICY)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
         }
         // Idle since 11:30, so idle for the whole idle timeout at 12:00.
-        sessions::create_session(&db, "tenant-a", t(11 * HOUR + 30 * MINUTE), &POLICY)
-            .await
-            .unwrap();
-        let fresh = sessions::create_session(&db, "tenant-b", t(11 * HOUR + 40 * MINUTE), &POLICY)
-            .await
-            .unwrap();
+        sessions::create_session(
+            &db,
+            Realm::Tenant,
+            "tenant-a",
+            t(11 * HOUR + 30 * MINUTE),
+            &POLICY,
+        )
+        .await
+        .unwrap();
+        let fresh = sessions::create_session(
+            &db,
+            Realm::Tenant,
+            "tenant-b",
+            t(11 * HOUR + 40 * MINUTE),
+            &POLICY,
+        )
+        .await
+        .unwrap();
 
         let now = t(12 * HOUR + 5 * MINUTE);
         let purged = sessions::purge_ended(&db, now, &POLICY).await.unwrap();
         assert_eq!(purged, 2, "{}", store.name);
         assert_eq!(session_rows(&db).await.len(), 1, "{}", store.name);
-        assert!(sessions::find_session(&db, &fresh.token, now, &POLICY)
-            .await
-            .unwrap()
-            .is_some());
+        assert!(
+            sessions::find_session(&db, Realm::Tenant, &fresh.token, now, &POLICY)
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(sessions::purge_ended(&db, now, &POLICY).await.unwrap(), 0);
     }
 }

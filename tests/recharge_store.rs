@@ -222,6 +222,7 @@ async fn two_tenants_redeeming_one_code_at_once_only_one_succeeds() {
                         expires_at: None,
                         note: "launch promotion".into(),
                         issued_at: placed_at(),
+                        prefix: None,
                     },
                     &Metadata::new(&Actor::Operator("op-1".into())),
                 )

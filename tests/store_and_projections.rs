@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use common::*;
 use modelrouter::server::Running;
+use modelrouter_domain::account::{AccountCommand, CreditKind, CreditSource};
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::tenant::TenantCommand;
+use modelrouter_domain::Money;
 use modelrouter_projections::sql::{self, balances, usage, Projection};
-use modelrouter_projections::TailPosition;
+use modelrouter_projections::{Db, TailPosition};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -174,7 +176,52 @@ deployments = [ { provider = "mock-openai", upstream_model = "upstream-late", we
 #[tokio::test]
 async fn rebuilt_projections_equal_the_live_ones() {
     for store in stores().await {
-        let env = env_with(store, 0, |s| s.settle_every = Duration::from_millis(50)).await;
+        let env = env_with(store, 0, |s| {
+            s.settle_every = Duration::from_millis(50);
+            s.signup_credit = modelrouter_domain::Money(10_000_000);
+        })
+        .await;
+        // An agent and a tenant it referred, whose calls earn it commission.
+        {
+            use modelrouter_domain::agent::AgentCommand;
+            let core = env.store.core().await;
+            let register = AgentCommand::Register {
+                email: "agent@example.com".into(),
+                name: "Agent".into(),
+                password_hash: modelrouter::crypto::hash_password("agent password 1").unwrap(),
+                commission_bps: 1250,
+                referral_code: "AGENT-1".into(),
+            };
+            core.commands
+                .agents
+                .execute("agent-1", register, &Metadata::new(&Actor::Cli))
+                .await
+                .unwrap();
+        }
+        let referred = common::visitor::Visitor::new(&env.url(""));
+        let signup = referred
+            .http
+            .post(referred.url("/api/portal/signup"))
+            .json(&json!({"email": "referred@example.com", "password": common::visitor::PASSWORD, "referral_code": "agent-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signup.status(), 201);
+        let csrf = signup.json::<Value>().await.unwrap()["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let referred = common::visitor::Visitor { csrf, ..referred };
+        let (referred_key, _) = referred.create_key("k", json!({"kind": "auto"})).await;
+        for i in 0..3 {
+            let response = env
+                .chat(
+                    &referred_key,
+                    json!({"model": "test-gpt", "messages": user(&format!("referred {i}"))}),
+                )
+                .await;
+            assert_eq!(response.status(), 200);
+        }
         for i in 0..12 {
             let stream = i % 2 == 0;
             let response = env.chat(KEY_AUTO, json!({"model": if i % 3 == 0 { "test-mini" } else { "test-gpt" }, "stream": stream, "messages": user(&format!("call number {i}"))})).await;
@@ -222,6 +269,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 expires_at: None,
                 note: String::new(),
                 issued_at: now,
+                prefix: None,
             };
             core.commands
                 .prepaid
@@ -253,7 +301,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 projection.name()
             );
         }
-        assert_eq!(usage::calls(&db, None, 100).await.unwrap().len(), 12);
+        assert_eq!(usage::calls(&db, None, 100).await.unwrap().len(), 12 + 3);
     }
 }
 
@@ -272,6 +320,7 @@ async fn the_tail_reads_every_event_once_in_a_stable_order_under_concurrent_writ
                         email,
                         name: id.clone(),
                         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                        referred_by: None,
                     };
                     core.commands
                         .tenants
@@ -316,6 +365,55 @@ async fn the_tail_reads_every_event_once_in_a_stable_order_under_concurrent_writ
             "{}: every event read exactly once",
             store.name
         );
+    }
+}
+
+/// A page read right after its own write must show it, even while an older transaction is
+/// still open — on PostgreSQL the tail cannot read past that transaction until it ends.
+#[tokio::test]
+async fn a_projection_read_after_a_write_shows_it_while_an_older_transaction_is_open() {
+    for store in stores().await {
+        let core = store.core().await;
+        let Db::Postgres(pool) = &core.db else {
+            continue; // SQLite has one writer at a time: nothing older can be open.
+        };
+        let mut older = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *older)
+            .await
+            .unwrap();
+        let credit = AccountCommand::Credit {
+            amount: Money(7_000_000),
+            source: CreditSource {
+                kind: CreditKind::RechargeOrder,
+                reference: "order-behind-an-open-transaction".into(),
+            },
+        };
+        core.commands
+            .accounts
+            .execute("tenant-own-write", credit, &Metadata::new(&Actor::Cli))
+            .await
+            .unwrap();
+
+        let db = core.db.clone();
+        let mut reader = tokio::spawn(async move {
+            sql::catch_up(&db, Projection::Balances, 1000)
+                .await
+                .unwrap();
+            balances::balance_of(&db, "tenant-own-write").await.unwrap()
+        });
+        // The read waits for the older transaction instead of answering without the write.
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut reader).await;
+        assert!(
+            early.is_err(),
+            "answered before the older transaction ended: {early:?}"
+        );
+        older.commit().await.unwrap();
+        let row = reader
+            .await
+            .unwrap()
+            .expect("the credit is in the balances");
+        assert_eq!(row.balance, 7_000_000);
     }
 }
 

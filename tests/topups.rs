@@ -148,9 +148,10 @@ async fn a_sandbox_top_up_is_credited_once_and_recorded_with_its_history() {
             )
             .await;
         let pay_url = placed["pay_url"].as_str().unwrap();
-        alice
+        let declined = alice
             .form(pay_url, &[("csrf", &alice.csrf), ("outcome", "decline")])
             .await;
+        assert_eq!(declined.status(), 303);
         let (_, orders) = alice.json("/api/portal/recharge/orders").await;
         let states: Vec<&str> = orders
             .as_array()
@@ -180,6 +181,7 @@ async fn a_prepaid_code_credits_once_whoever_tries() {
             expires_at: None,
             note: "conference".into(),
             issued_at: chrono::Utc::now(),
+            prefix: None,
         };
         core.commands
             .prepaid

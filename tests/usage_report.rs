@@ -89,6 +89,7 @@ fn record(
         }],
         started_at: at(started),
         lease_id: None,
+        rollout: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! allowance in memory and settle what they used; the balance can only go below zero when a
 //! replica settles more than it was granted, which the gateway bounds (docs/architecture.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -42,9 +42,22 @@ pub enum AccountCommand {
     SetImportedTotal {
         total: Money,
     },
+    /// An operator's correction of the balance, with the reason. A debit never takes more than
+    /// is available (the balance less what replicas hold).
     Adjust {
         amount: Money,
         reason: String,
+    },
+    /// Takes back from the balance what is refunded of a paid recharge order. `paid` is what the
+    /// order received (a paid order's amount never changes); `refund_id` makes the debit
+    /// idempotent, so a refund submitted twice debits once. Refused when the refunds of the order
+    /// would exceed `paid`, or when less than `amount` is available: money already spent (or
+    /// held by replicas for calls in flight) cannot be refunded.
+    Refund {
+        order_id: String,
+        refund_id: String,
+        amount: Money,
+        paid: Money,
     },
     GrantAllowance {
         lease_id: String,
@@ -81,6 +94,12 @@ pub enum AccountEvent {
         amount: Money,
         reason: String,
     },
+    /// Part or all of a recharge order was refunded: `amount` leaves the balance.
+    Refunded {
+        order_id: String,
+        refund_id: String,
+        amount: Money,
+    },
     AllowanceGranted {
         lease_id: String,
         node: String,
@@ -108,6 +127,12 @@ pub struct Account {
     /// lease id → usage and calls settled on that lease so far.
     #[serde(default)]
     settled: BTreeMap<String, (Money, u64)>,
+    /// order id → total refunded of that order.
+    #[serde(default)]
+    refunded: BTreeMap<String, Money>,
+    /// Every refund id applied, so a repeated refund debits nothing.
+    #[serde(default)]
+    refund_ids: BTreeSet<String>,
 }
 
 impl Account {
@@ -120,6 +145,14 @@ impl Account {
     /// What may still be granted: balance minus what replicas already hold.
     pub fn available(&self) -> Money {
         self.balance - self.outstanding()
+    }
+    /// What has been refunded of one recharge order so far.
+    pub fn refunded_of(&self, order_id: &str) -> Money {
+        self.refunded.get(order_id).copied().unwrap_or_default()
+    }
+    /// Whether a refund with this id was already applied.
+    pub fn has_refund(&self, refund_id: &str) -> bool {
+        self.refund_ids.contains(refund_id)
     }
 }
 
@@ -201,7 +234,45 @@ impl Aggregate for Account {
                 if amount == Money::ZERO {
                     return Err(DomainError::invalid("amount", "must not be zero"));
                 }
+                // A debit may take only what no replica holds: leased allowance is being spent
+                // on calls right now, and those calls will settle against the balance.
+                let available = self.available();
+                if amount.micros() < 0 && Money::ZERO - amount > available {
+                    return Err(DomainError::InsufficientBalance { available });
+                }
                 AccountEvent::Adjusted { amount, reason }
+            }
+            AccountCommand::Refund {
+                order_id,
+                refund_id,
+                amount,
+                paid,
+            } => {
+                if self.refund_ids.contains(&refund_id) {
+                    return Ok(());
+                }
+                if refund_id.trim().is_empty() {
+                    return Err(DomainError::invalid("refund_id", "must be given"));
+                }
+                if !amount.is_positive() {
+                    return Err(DomainError::invalid("amount", "must be positive"));
+                }
+                let refundable = (paid - self.refunded_of(&order_id)).max(Money::ZERO);
+                if amount > refundable {
+                    return Err(DomainError::invalid(
+                        "amount",
+                        format!("at most {refundable} of this order can still be refunded"),
+                    ));
+                }
+                let available = self.available();
+                if amount > available {
+                    return Err(DomainError::InsufficientBalance { available });
+                }
+                AccountEvent::Refunded {
+                    order_id,
+                    refund_id,
+                    amount,
+                }
             }
             AccountCommand::GrantAllowance {
                 lease_id,
@@ -275,6 +346,16 @@ impl Aggregate for Account {
                 if reason.starts_with("import:") {
                     self.imported_total = self.imported_total + amount;
                 }
+            }
+            AccountEvent::Refunded {
+                order_id,
+                refund_id,
+                amount,
+            } => {
+                self.balance = self.balance - amount;
+                let total = self.refunded.entry(order_id).or_default();
+                *total = *total + amount;
+                self.refund_ids.insert(refund_id);
             }
             AccountEvent::AllowanceGranted {
                 lease_id, amount, ..
@@ -564,5 +645,104 @@ mod tests {
                 reason: " ".into(),
             })
             .then_expect_error_message("invalid reason: must be given");
+    }
+
+    fn refund(refund_id: &str, amount: i64) -> AccountCommand {
+        AccountCommand::Refund {
+            order_id: "o1".into(),
+            refund_id: refund_id.into(),
+            amount: Money(amount),
+            paid: Money(1000),
+        }
+    }
+
+    fn refunded(refund_id: &str, amount: i64) -> AccountEvent {
+        AccountEvent::Refunded {
+            order_id: "o1".into(),
+            refund_id: refund_id.into(),
+            amount: Money(amount),
+        }
+    }
+
+    #[test]
+    fn a_debit_adjustment_takes_only_what_no_replica_holds() {
+        let adjust = |amount: i64| AccountCommand::Adjust {
+            amount: Money(amount),
+            reason: "correction".into(),
+        };
+        Given::with(())
+            .given(vec![credited(1000, "o1"), granted("a", 700)])
+            .when(adjust(-301))
+            .then_expect_error(DomainError::InsufficientBalance {
+                available: Money(300),
+            });
+        Given::with(())
+            .given(vec![credited(1000, "o1"), granted("a", 700)])
+            .when(adjust(-300))
+            .then_expect_events(vec![AccountEvent::Adjusted {
+                amount: Money(-300),
+                reason: "correction".into(),
+            }]);
+        // A credit adjustment needs nothing available.
+        Given::with(())
+            .given_no_previous_events()
+            .when(adjust(5))
+            .then_expect_events(vec![AccountEvent::Adjusted {
+                amount: Money(5),
+                reason: "correction".into(),
+            }]);
+    }
+
+    #[test]
+    fn a_refund_debits_once_per_refund_id() {
+        Given::with(())
+            .given(vec![credited(1000, "order:o1")])
+            .when(refund("r1", 400))
+            .then_expect_events(vec![refunded("r1", 400)]);
+        Given::with(())
+            .given(vec![credited(1000, "order:o1"), refunded("r1", 400)])
+            .when(refund("r1", 400))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn refunds_of_an_order_never_exceed_what_it_paid() {
+        Given::with(())
+            .given(vec![credited(5000, "order:o1"), refunded("r1", 600)])
+            .when(refund("r2", 401))
+            .then_expect_error_message(
+                "invalid amount: at most 0.000400 of this order can still be refunded",
+            );
+        Given::with(())
+            .given(vec![credited(5000, "order:o1"), refunded("r1", 600)])
+            .when(refund("r2", 400))
+            .then_expect_events(vec![refunded("r2", 400)]);
+    }
+
+    #[test]
+    fn spent_or_leased_money_is_not_refunded() {
+        // 1000 paid, 700 of it spent: 300 is left to refund.
+        Given::with(())
+            .given(vec![credited(1000, "order:o1"), settled("a", 700, 7)])
+            .when(refund("r1", 301))
+            .then_expect_error(DomainError::InsufficientBalance {
+                available: Money(300),
+            });
+        Given::with(())
+            .given(vec![credited(1000, "order:o1"), granted("a", 900)])
+            .when(refund("r1", 200))
+            .then_expect_error(DomainError::InsufficientBalance {
+                available: Money(100),
+            });
+    }
+
+    #[test]
+    fn a_refund_lowers_the_balance() {
+        let mut account = Account::default();
+        account.apply(credited(1000, "order:o1"));
+        account.apply(refunded("r1", 250));
+        assert_eq!(account.balance(), Money(750));
+        assert_eq!(account.refunded_of("o1"), Money(250));
+        assert!(account.has_refund("r1"));
     }
 }

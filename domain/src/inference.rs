@@ -73,6 +73,17 @@ pub struct CallRecord {
     /// of a replica that died can be settled from its metered calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_id: Option<String>,
+    /// Which side of the route's rollout served the call; None when no rollout was in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutArm>,
+}
+
+/// The routing decision of a call made while its model's route had a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutArm {
+    pub rollout_id: String,
+    /// True when the call went to the rollout's candidate, false for the current binding.
+    pub candidate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +153,7 @@ mod tests {
             attempts: vec![],
             started_at: DateTime::<Utc>::UNIX_EPOCH,
             lease_id: None,
+            rollout: None,
         })
     }
 

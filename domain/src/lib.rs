@@ -3,6 +3,7 @@
 //! arrive in commands). Architecture invariant: this crate depends on nothing else of ours.
 
 pub mod account;
+pub mod agent;
 pub mod api_key;
 pub mod catalog;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod aggregate_types {
     pub const OPERATOR: &str = "Operator";
     pub const RECHARGE_ORDER: &str = "RechargeOrder";
     pub const PREPAID_CODE: &str = "PrepaidCode";
+    pub const AGENT: &str = "Agent";
 }
 
 /// Implements `cqrs_es::DomainEvent` for an event enum whose variants are named after the event.

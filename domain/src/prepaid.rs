@@ -41,6 +41,9 @@ pub enum PrepaidCommand {
         /// What the code is for, for operators; never shown to tenants.
         note: String,
         issued_at: DateTime<Utc>,
+        /// The code's first characters, so operators can tell codes apart in lists after the
+        /// code itself was shown once. Too short to redeem with.
+        prefix: Option<String>,
     },
     Redeem {
         tenant_id: String,
@@ -60,6 +63,9 @@ pub enum PrepaidEvent {
         expires_at: Option<DateTime<Utc>>,
         note: String,
         issued_at: DateTime<Utc>,
+        /// Absent on codes issued before prefixes were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
     },
     Redeemed {
         tenant_id: String,
@@ -122,6 +128,7 @@ impl Aggregate for PrepaidCode {
                 expires_at,
                 note,
                 issued_at,
+                prefix,
             } => {
                 if self.issued {
                     return Err(DomainError::AlreadyExists("voucher code"));
@@ -145,6 +152,7 @@ impl Aggregate for PrepaidCode {
                     expires_at,
                     note,
                     issued_at,
+                    prefix,
                 }
             }
             _ if !self.issued => return Err(DomainError::NotFound("voucher code")),
@@ -233,6 +241,7 @@ mod tests {
             expires_at,
             note: "conference".into(),
             issued_at: day(1),
+            prefix: None,
         }
     }
 
@@ -243,6 +252,7 @@ mod tests {
             expires_at: Some(day(10)),
             note: "conference".into(),
             issued_at: day(1),
+            prefix: None,
         }
     }
 

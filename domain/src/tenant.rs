@@ -14,6 +14,9 @@ pub enum TenantCommand {
         email: String,
         name: String,
         password_hash: String,
+        /// The agent whose referral brought the tenant, if any.
+        #[serde(default)]
+        referred_by: Option<String>,
     },
     ChangePassword {
         password_hash: String,
@@ -25,6 +28,10 @@ pub enum TenantCommand {
         reason: String,
     },
     Reactivate,
+    /// Puts the tenant on a plan; models can be limited to plans.
+    SetPlan {
+        plan: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +40,9 @@ pub enum TenantEvent {
         email: String,
         name: String,
         password_hash: String,
+        /// The referring agent's id: attribution is part of the registration itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        referred_by: Option<String>,
     },
     PasswordChanged {
         password_hash: String,
@@ -44,6 +54,9 @@ pub enum TenantEvent {
         reason: String,
     },
     Reactivated,
+    PlanChanged {
+        plan: String,
+    },
 }
 crate::domain_event!(TenantEvent, "1");
 
@@ -54,12 +67,34 @@ pub enum TenantStatus {
     Suspended,
 }
 
+/// The plan of a tenant that was never put on one.
+pub const DEFAULT_PLAN: &str = "standard";
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Tenant {
     registered: bool,
     email: String,
     name: String,
     status: TenantStatus,
+    #[serde(default)]
+    plan: Option<String>,
+}
+
+/// Checks a plan name: 1 to 40 lower-case letters, digits, dashes or underscores.
+pub fn normalize_plan(plan: &str) -> Result<String, DomainError> {
+    let plan = plan.trim().to_lowercase();
+    let valid = (1..=40).contains(&plan.len())
+        && plan
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(plan)
+    } else {
+        Err(DomainError::invalid(
+            "plan",
+            "must be 1 to 40 letters, digits, dashes or underscores",
+        ))
+    }
 }
 
 /// Lower-cases and trims an email, and checks its rough shape (`local@domain.tld`).
@@ -121,6 +156,7 @@ impl Aggregate for Tenant {
                 email,
                 name,
                 password_hash,
+                referred_by,
             } => {
                 if self.registered {
                     return Err(DomainError::AlreadyExists("tenant"));
@@ -132,6 +168,7 @@ impl Aggregate for Tenant {
                     email,
                     name: name.trim().to_string(),
                     password_hash,
+                    referred_by,
                 }
             }
             TenantCommand::ChangePassword { password_hash } => {
@@ -159,6 +196,13 @@ impl Aggregate for Tenant {
                 }
                 TenantEvent::Reactivated
             }
+            TenantCommand::SetPlan { plan } => {
+                let plan = normalize_plan(&plan)?;
+                if self.plan.as_deref().unwrap_or(DEFAULT_PLAN) == plan {
+                    return Ok(());
+                }
+                TenantEvent::PlanChanged { plan }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -175,6 +219,7 @@ impl Aggregate for Tenant {
             TenantEvent::Renamed { name } => self.name = name,
             TenantEvent::Suspended { .. } => self.status = TenantStatus::Suspended,
             TenantEvent::Reactivated => self.status = TenantStatus::Active,
+            TenantEvent::PlanChanged { plan } => self.plan = Some(plan),
         }
     }
 }
@@ -192,6 +237,7 @@ mod tests {
             email: "a@example.com".into(),
             name: "Acme".into(),
             password_hash: HASH.into(),
+            referred_by: None,
         }
     }
 
@@ -203,6 +249,7 @@ mod tests {
                 email: "  A@Example.COM ".into(),
                 name: "Acme".into(),
                 password_hash: HASH.into(),
+                referred_by: None,
             })
             .then_expect_events(vec![registered()]);
     }
@@ -215,6 +262,7 @@ mod tests {
                 email: "b@example.com".into(),
                 name: "B".into(),
                 password_hash: HASH.into(),
+                referred_by: None,
             })
             .then_expect_error(DomainError::AlreadyExists("tenant"));
     }
@@ -227,6 +275,7 @@ mod tests {
                 email: "not-an-email".into(),
                 name: "Acme".into(),
                 password_hash: HASH.into(),
+                referred_by: None,
             })
             .then_expect_error_message("invalid email: is not an email address");
         Given::with(())
@@ -235,6 +284,7 @@ mod tests {
                 email: "a@example.com".into(),
                 name: "Acme".into(),
                 password_hash: "hunter2".into(),
+                referred_by: None,
             })
             .then_expect_error_message("invalid password_hash: must be an argon2id PHC string");
     }
@@ -269,5 +319,31 @@ mod tests {
             .given_no_previous_events()
             .when(TenantCommand::Reactivate)
             .then_expect_error(DomainError::NotFound("tenant"));
+    }
+
+    #[test]
+    fn plans_are_normalized_and_unchanged_plans_emit_nothing() {
+        Given::with(())
+            .given(vec![registered()])
+            .when(TenantCommand::SetPlan {
+                plan: " Enterprise ".into(),
+            })
+            .then_expect_events(vec![TenantEvent::PlanChanged {
+                plan: "enterprise".into(),
+            }]);
+        Given::with(())
+            .given(vec![registered()])
+            .when(TenantCommand::SetPlan {
+                plan: DEFAULT_PLAN.into(),
+            })
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![registered()])
+            .when(TenantCommand::SetPlan {
+                plan: "no spaces".into(),
+            })
+            .then_expect_error_message(
+                "invalid plan: must be 1 to 40 letters, digits, dashes or underscores",
+            );
     }
 }

@@ -64,6 +64,28 @@ pub struct StoredEvent {
     pub recorded_at: String,
 }
 
+/// What an audit search looks for; every field left `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter<'a> {
+    pub aggregate_type: Option<&'a str>,
+    pub aggregate_id: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    /// The actor as stored in the metadata: `operator:<id>`, `tenant:<id>`, `cli`, `system`, …
+    pub actor: Option<&'a str>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events before this global position (the next page).
+    pub before: Option<i64>,
+    /// Whether metered calls (InferenceCall events, the bulk of the log) are included.
+    pub include_calls: bool,
+}
+
+/// A time as SQLite's `recorded_at` text has it (`2026-11-25T10:00:00.000Z`), which also casts
+/// to PostgreSQL's timestamptz.
+fn rfc3339_millis(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
 /// A point in the log: the transaction order (0 on SQLite) and the global position.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct TailPosition {
@@ -205,6 +227,71 @@ impl Db {
         Ok(rows)
     }
 
+    /// Events matching an audit filter, newest first, at most `limit` of them.
+    pub async fn search_events(
+        &self,
+        filter: &EventFilter<'_>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let from = filter.from.map(rfc3339_millis);
+        let until = filter.until.map(rfc3339_millis);
+        let rows = match self {
+            Db::Sqlite(pool) => sqlx::query(concat!(
+                sqlite_select_events!(),
+                " WHERE ($1 IS NULL OR aggregate_type = $1)
+                    AND ($2 IS NULL OR aggregate_id = $2)
+                    AND ($3 IS NULL OR event_type = $3)
+                    AND ($4 IS NULL OR json_extract(metadata, '$.actor') = $4)
+                    AND ($5 IS NULL OR recorded_at >= $5)
+                    AND ($6 IS NULL OR recorded_at < $6)
+                    AND ($7 IS NULL OR global_position < $7)
+                    AND ($8 OR aggregate_type <> 'InferenceCall')
+                  ORDER BY global_position DESC LIMIT $9"
+            ))
+            .bind(filter.aggregate_type)
+            .bind(filter.aggregate_id)
+            .bind(filter.event_type)
+            .bind(filter.actor)
+            .bind(&from)
+            .bind(&until)
+            .bind(filter.before)
+            .bind(filter.include_calls)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| stored_event(&row))
+            .collect::<Result<Vec<_>, _>>()?,
+            Db::Postgres(pool) => sqlx::query(concat!(
+                pg_select_events!(),
+                " WHERE ($1::text IS NULL OR aggregate_type = $1)
+                    AND ($2::text IS NULL OR aggregate_id = $2)
+                    AND ($3::text IS NULL OR event_type = $3)
+                    AND ($4::text IS NULL OR metadata->>'actor' = $4)
+                    AND ($5::text IS NULL OR recorded_at >= $5::timestamptz)
+                    AND ($6::text IS NULL OR recorded_at < $6::timestamptz)
+                    AND ($7::bigint IS NULL OR global_position < $7)
+                    AND ($8 OR aggregate_type <> 'InferenceCall')
+                  ORDER BY global_position DESC LIMIT $9"
+            ))
+            .bind(filter.aggregate_type)
+            .bind(filter.aggregate_id)
+            .bind(filter.event_type)
+            .bind(filter.actor)
+            .bind(&from)
+            .bind(&until)
+            .bind(filter.before)
+            .bind(filter.include_calls)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| stored_event(&row))
+            .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
     /// The distinct ids of every aggregate of one type that has events, sorted by byte value
     /// (in Rust, so both backends agree whatever PostgreSQL's collation).
     pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<String>, sqlx::Error> {
@@ -272,6 +359,17 @@ impl Db {
 
     /// The position of the newest event a tailer could read now.
     pub async fn head(&self) -> Result<TailPosition, sqlx::Error> {
+        self.newest(true).await
+    }
+
+    /// The position of the newest committed event. On PostgreSQL a tailer may not read it yet
+    /// while older transactions are still open (migration 0002): this is what a read of one's
+    /// own writes waits for.
+    pub async fn committed_head(&self) -> Result<TailPosition, sqlx::Error> {
+        self.newest(false).await
+    }
+
+    async fn newest(&self, readable_only: bool) -> Result<TailPosition, sqlx::Error> {
         match self {
             Db::Sqlite(pool) => {
                 let position: Option<i64> =
@@ -284,13 +382,17 @@ impl Db {
                 })
             }
             Db::Postgres(pool) => {
-                let row = sqlx::query(
-                    "SELECT tx::text::bigint AS tx, global_position FROM events
-                      WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
-                      ORDER BY tx DESC, global_position DESC LIMIT 1",
-                )
-                .fetch_optional(pool)
-                .await?;
+                let horizon = if readable_only {
+                    "WHERE tx < pg_snapshot_xmin(pg_current_snapshot())"
+                } else {
+                    ""
+                };
+                // Only a constant clause goes into the SQL text.
+                let sql = format!(
+                    "SELECT tx::text::bigint AS tx, global_position FROM events {horizon}
+                      ORDER BY tx DESC, global_position DESC LIMIT 1"
+                );
+                let row = sqlx::query(&sql).fetch_optional(pool).await?;
                 match row {
                     None => Ok(TailPosition::default()),
                     Some(row) => Ok(TailPosition {

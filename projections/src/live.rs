@@ -5,12 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use modelrouter_domain::agent::AgentEvent;
 use modelrouter_domain::aggregate_types as types;
 use modelrouter_domain::api_key::{ApiKeyEvent, KeyScope};
-use modelrouter_domain::catalog::{CatalogModelEvent, ModelDetails};
-use modelrouter_domain::provider::{ProviderConfig, ProviderEvent};
-use modelrouter_domain::route::{Deployment, RetryPolicy, RouteEvent};
-use modelrouter_domain::tenant::{TenantEvent, TenantStatus};
+use modelrouter_domain::catalog::{CatalogModelEvent, ModelDetails, Visibility};
+use modelrouter_domain::operator::{OperatorEvent, OperatorRole};
+use modelrouter_domain::provider::{ConnectionTest, ProviderConfig, ProviderEvent};
+use modelrouter_domain::route::{Deployment, RetryPolicy, Rollout, RouteEvent};
+use modelrouter_domain::tenant::{TenantEvent, TenantStatus, DEFAULT_PLAN};
 use modelrouter_domain::Pricing;
 use serde::de::DeserializeOwned;
 
@@ -40,6 +42,31 @@ pub struct TenantEntry {
     pub name: String,
     pub status: TenantStatus,
     pub password_hash: String,
+    /// The agent who referred the tenant, if one did.
+    pub agent_id: Option<String>,
+    pub plan: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// A platform operator (admin console login).
+#[derive(Debug, Clone)]
+pub struct OperatorEntry {
+    pub email: String,
+    pub role: OperatorRole,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// An agent (reseller) with its login, referral code and current commission rate.
+#[derive(Debug, Clone)]
+pub struct AgentEntry {
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub commission_bps: u32,
+    pub referral_code: String,
+    pub disabled: bool,
+    pub registered_at: DateTime<Utc>,
 }
 
 /// One price version of a model and when it takes effect.
@@ -56,6 +83,8 @@ pub struct ModelEntry {
     /// Every price version, oldest first; scheduled ones may lie in the future.
     pub prices: Vec<PriceVersion>,
     pub retired: bool,
+    /// Which tenants may see and call the model.
+    pub visibility: Visibility,
     /// When the model was published, Unix seconds.
     pub created: i64,
 }
@@ -87,6 +116,8 @@ impl ModelEntry {
 pub struct RouteEntry {
     pub deployments: Vec<Deployment>,
     pub retry: RetryPolicy,
+    /// The rollout in progress, if any: a candidate binding for a sticky share of the keys.
+    pub rollout: Option<Rollout>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +127,11 @@ pub struct ProviderEntry {
     /// The credential as stored: AES-256-GCM ciphertext, decrypted only when a call is made.
     pub credential: Option<String>,
     pub fingerprint: Option<String>,
+    /// When the credential was last set (the store's time of the event).
+    pub credential_rotated_at: Option<DateTime<Utc>>,
+    /// The last connection test an operator ran, if any.
+    pub last_test: Option<ConnectionTest>,
+    pub registered_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -108,13 +144,21 @@ pub struct LiveView {
     pub models: BTreeMap<String, ModelEntry>,
     pub routes: HashMap<String, RouteEntry>,
     pub providers: HashMap<String, ProviderEntry>,
+    pub operators: HashMap<String, OperatorEntry>,
+    pub agents: HashMap<String, AgentEntry>,
 }
 
 /// Whether an event changes the live view at all (metering and balances do not).
 pub fn concerns_live_view(aggregate_type: &str) -> bool {
     matches!(
         aggregate_type,
-        types::TENANT | types::API_KEY | types::CATALOG_MODEL | types::ROUTE | types::PROVIDER
+        types::TENANT
+            | types::API_KEY
+            | types::CATALOG_MODEL
+            | types::ROUTE
+            | types::PROVIDER
+            | types::OPERATOR
+            | types::AGENT
     )
 }
 
@@ -148,12 +192,48 @@ impl LiveView {
             .filter(|(name, model)| !model.retired && self.routes.contains_key(*name))
     }
 
+    /// The models one tenant can call: available, and visible to the tenant (by id or plan).
+    /// Everywhere a tenant looks — `/v1/models`, the portal, key scopes, a call — goes through
+    /// this, so a model hidden from a tenant is, for that tenant, a model that does not exist.
+    pub fn models_for<'v>(
+        &'v self,
+        tenant_id: &'v str,
+    ) -> impl Iterator<Item = (&'v String, &'v ModelEntry)> + 'v {
+        let plan = self
+            .tenants
+            .get(tenant_id)
+            .map_or(DEFAULT_PLAN, |t| t.plan.as_str());
+        self.available_models()
+            .filter(move |(_, model)| model.visibility.admits(tenant_id, plan))
+    }
+
+    /// One model a tenant can call, by its public name.
+    pub fn model_for(&self, tenant_id: &str, name: &str) -> Option<&ModelEntry> {
+        let model = self.models.get(name)?;
+        let plan = self
+            .tenants
+            .get(tenant_id)
+            .map_or(DEFAULT_PLAN, |t| t.plan.as_str());
+        (!model.retired
+            && self.routes.contains_key(name)
+            && model.visibility.admits(tenant_id, plan))
+        .then_some(model)
+    }
+
     /// Every key of one tenant, revoked ones included.
     pub fn keys_of(&self, tenant_id: &str) -> Vec<&KeyEntry> {
         self.keys
             .values()
             .filter(|key| key.tenant_id == tenant_id)
             .collect()
+    }
+
+    /// The active agent a referral code names (codes compare case-insensitively).
+    pub fn agent_by_referral(&self, code: &str) -> Option<(&String, &AgentEntry)> {
+        let code = code.trim().to_uppercase();
+        self.agents
+            .iter()
+            .find(|(_, agent)| !agent.disabled && agent.referral_code == code)
     }
 
     pub fn key_by_id(&self, key_id: &str) -> Option<&KeyEntry> {
@@ -169,7 +249,17 @@ impl LiveView {
         match event.aggregate_type.as_str() {
             types::TENANT => {
                 if let Some(e) = decode::<TenantEvent>(event) {
-                    self.apply_tenant(id, e)
+                    self.apply_tenant(id, e, recorded_at(event))
+                }
+            }
+            types::OPERATOR => {
+                if let Some(e) = decode::<OperatorEvent>(event) {
+                    self.apply_operator(id, e)
+                }
+            }
+            types::AGENT => {
+                if let Some(e) = decode::<AgentEvent>(event) {
+                    self.apply_agent(id, e, recorded_at(event))
                 }
             }
             types::API_KEY => {
@@ -183,26 +273,26 @@ impl LiveView {
                 }
             }
             types::ROUTE => {
-                if let Some(RouteEvent::BindingChanged { deployments, retry }) = decode(event) {
-                    self.routes
-                        .insert(id.to_string(), RouteEntry { deployments, retry });
+                if let Some(e) = decode::<RouteEvent>(event) {
+                    self.apply_route(id, e)
                 }
             }
             types::PROVIDER => {
                 if let Some(e) = decode::<ProviderEvent>(event) {
-                    self.apply_provider(id, e)
+                    self.apply_provider(id, e, recorded_at(event))
                 }
             }
             _ => {}
         }
     }
 
-    fn apply_tenant(&mut self, id: &str, event: TenantEvent) {
+    fn apply_tenant(&mut self, id: &str, event: TenantEvent, recorded_at: DateTime<Utc>) {
         match event {
             TenantEvent::Registered {
                 email,
                 name,
                 password_hash,
+                referred_by,
             } => {
                 self.tenants.insert(
                     id.to_string(),
@@ -211,6 +301,9 @@ impl LiveView {
                         name,
                         status: TenantStatus::Active,
                         password_hash,
+                        agent_id: referred_by,
+                        plan: DEFAULT_PLAN.to_string(),
+                        registered_at: recorded_at,
                     },
                 );
             }
@@ -225,9 +318,73 @@ impl LiveView {
                     TenantEvent::Renamed { name } => tenant.name = name,
                     TenantEvent::Suspended { .. } => tenant.status = TenantStatus::Suspended,
                     TenantEvent::Reactivated => tenant.status = TenantStatus::Active,
+                    TenantEvent::PlanChanged { plan } => tenant.plan = plan,
                     TenantEvent::Registered { .. } => {}
                 }
             }
+        }
+    }
+
+    fn apply_operator(&mut self, id: &str, event: OperatorEvent) {
+        if let OperatorEvent::Registered {
+            email,
+            password_hash,
+            role,
+        } = event
+        {
+            let entry = OperatorEntry {
+                email,
+                role,
+                password_hash,
+                disabled: false,
+            };
+            self.operators.insert(id.to_string(), entry);
+            return;
+        }
+        let Some(operator) = self.operators.get_mut(id) else {
+            return;
+        };
+        match event {
+            OperatorEvent::PasswordChanged { password_hash } => {
+                operator.password_hash = password_hash
+            }
+            OperatorEvent::Disabled => operator.disabled = true,
+            OperatorEvent::Registered { .. } => {}
+        }
+    }
+
+    fn apply_agent(&mut self, id: &str, event: AgentEvent, recorded_at: DateTime<Utc>) {
+        if let AgentEvent::Registered {
+            email,
+            name,
+            password_hash,
+            commission_bps,
+            referral_code,
+        } = event
+        {
+            let entry = AgentEntry {
+                email,
+                name,
+                password_hash,
+                commission_bps,
+                referral_code,
+                disabled: false,
+                registered_at: recorded_at,
+            };
+            self.agents.insert(id.to_string(), entry);
+            return;
+        }
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        match event {
+            AgentEvent::PasswordChanged { password_hash } => agent.password_hash = password_hash,
+            AgentEvent::CommissionChanged { commission_bps } => {
+                agent.commission_bps = commission_bps
+            }
+            AgentEvent::Disabled => agent.disabled = true,
+            AgentEvent::Enabled => agent.disabled = false,
+            AgentEvent::Registered { .. } | AgentEvent::CommissionPaid { .. } => {}
         }
     }
 
@@ -289,6 +446,7 @@ impl LiveView {
                         effective_at: recorded_at,
                     }],
                     retired: false,
+                    visibility: Visibility::Everyone,
                     created: recorded_at.timestamp(),
                 },
             );
@@ -316,12 +474,55 @@ impl LiveView {
                     effective_at,
                 });
             }
+            CatalogModelEvent::VisibilityChanged { visibility } => model.visibility = visibility,
             CatalogModelEvent::Retired => model.retired = true,
+            CatalogModelEvent::Restored => model.retired = false,
             CatalogModelEvent::Published { .. } => {}
         }
     }
 
-    fn apply_provider(&mut self, id: &str, event: ProviderEvent) {
+    fn apply_route(&mut self, id: &str, event: RouteEvent) {
+        if let RouteEvent::BindingChanged { deployments, retry } = event {
+            let route = self.routes.entry(id.to_string()).or_insert(RouteEntry {
+                deployments: Vec::new(),
+                retry,
+                rollout: None,
+            });
+            route.deployments = deployments;
+            route.retry = retry;
+            return;
+        }
+        let Some(route) = self.routes.get_mut(id) else {
+            return;
+        };
+        match event {
+            RouteEvent::RolloutStarted {
+                rollout_id,
+                candidate,
+                percent,
+            } => {
+                route.rollout = Some(Rollout {
+                    id: rollout_id,
+                    candidate,
+                    percent,
+                })
+            }
+            RouteEvent::RolloutPercentChanged { percent } => {
+                if let Some(rollout) = &mut route.rollout {
+                    rollout.percent = percent;
+                }
+            }
+            RouteEvent::RolloutPromoted => {
+                if let Some(rollout) = route.rollout.take() {
+                    route.deployments = rollout.candidate;
+                }
+            }
+            RouteEvent::RolledBack => route.rollout = None,
+            RouteEvent::BindingChanged { .. } => {}
+        }
+    }
+
+    fn apply_provider(&mut self, id: &str, event: ProviderEvent, recorded_at: DateTime<Utc>) {
         match event {
             ProviderEvent::Registered(config) => {
                 self.providers.insert(
@@ -331,6 +532,9 @@ impl LiveView {
                         enabled: true,
                         credential: None,
                         fingerprint: None,
+                        credential_rotated_at: None,
+                        last_test: None,
+                        registered_at: recorded_at,
                     },
                 );
             }
@@ -346,7 +550,9 @@ impl LiveView {
                     } => {
                         provider.credential = Some(ciphertext);
                         provider.fingerprint = Some(fingerprint);
+                        provider.credential_rotated_at = Some(recorded_at);
                     }
+                    ProviderEvent::ConnectionTested(test) => provider.last_test = Some(test),
                     ProviderEvent::Enabled => provider.enabled = true,
                     ProviderEvent::Disabled => provider.enabled = false,
                     ProviderEvent::Registered(_) => {}

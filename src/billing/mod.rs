@@ -7,6 +7,7 @@
 
 pub mod operator;
 pub mod orders;
+pub mod refunds;
 pub mod webhook;
 
 use std::sync::Arc;

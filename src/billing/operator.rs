@@ -1,6 +1,6 @@
-//! What finance and operators do from the command line until the operations console exists:
-//! confirm a bank transfer with the amount received, issue prepaid codes, adjust a balance.
-//! Each names the operator (by sign-in email) as the actor of its events.
+//! What finance and operators do by hand: confirm a bank transfer with the amount received,
+//! issue prepaid codes, adjust a balance. The command line names the operator by sign-in email;
+//! the console passes the signed-in operator's metadata to the same rules.
 
 use chrono::{DateTime, Utc};
 use modelrouter_domain::account::AccountCommand;
@@ -10,9 +10,9 @@ use modelrouter_domain::recharge::PaymentMethod;
 use modelrouter_domain::Money;
 use rand::Rng;
 
-use super::orders::{self, Confirmation, Confirmed};
+use super::orders::{self, Confirmation, Confirmed, TopUpError};
 use crate::server::Core;
-use crate::store::{email_owner, LoginKind};
+use crate::store::{email_owner, CommandError, Commands, LoginKind};
 
 /// The event metadata of an operator, found by sign-in email.
 pub async fn operator(core: &Core, email: &str) -> anyhow::Result<Metadata> {
@@ -44,21 +44,54 @@ pub async fn confirm_transfer(
     operator_email: &str,
 ) -> anyhow::Result<Confirmed> {
     let metadata = operator(core, operator_email).await?;
-    let order = core.commands.recharges.load(order_id).await?;
-    anyhow::ensure!(order.is_placed(), "no order {order_id}");
-    anyhow::ensure!(
-        order.method() == Some(PaymentMethod::Manual),
-        "order {order_id} is not a bank transfer; its provider confirms it"
-    );
+    let confirmed_by = format!("operator:{operator_email}");
+    Ok(confirm_manual(
+        &core.commands,
+        order_id,
+        received,
+        reference,
+        &confirmed_by,
+        &metadata,
+    )
+    .await?)
+}
+
+/// The rules of confirming a bank transfer, whoever confirms it (the CLI, the console): the
+/// order must be a manual transfer — a provider confirms its own orders — and the amount
+/// received is compared with the order's, so a different amount is refused and flagged.
+pub async fn confirm_manual(
+    commands: &Commands,
+    order_id: &str,
+    received: Money,
+    reference: &str,
+    confirmed_by: &str,
+    metadata: &Metadata,
+) -> Result<Confirmed, TopUpError> {
+    let order = commands.recharges.load(order_id).await?;
+    if !order.is_placed() {
+        return Err(TopUpError::NotFound);
+    }
+    if order.method() != Some(PaymentMethod::Manual) {
+        return Err(TopUpError::Invalid {
+            field: "order",
+            message: format!("Order {order_id} is not a bank transfer; its provider confirms it."),
+        });
+    }
+    if !received.is_positive() {
+        return Err(TopUpError::Invalid {
+            field: "amount",
+            message: "Enter the amount received.".into(),
+        });
+    }
     let confirmation = Confirmation {
         amount: received,
         currency: order.currency().to_string(),
         provider_ref: reference.to_string(),
         provider_event: format!("manual:{}", uuid::Uuid::new_v4().simple()),
         paid_at: Utc::now(),
-        confirmed_by: format!("operator:{operator_email}"),
+        confirmed_by: confirmed_by.to_string(),
     };
-    Ok(orders::confirm(&core.commands, order_id, confirmation, &metadata).await?)
+    orders::confirm(commands, order_id, confirmation, metadata).await
 }
 
 /// A new prepaid code: 16 Crockford base32 characters in groups of four.
@@ -87,6 +120,33 @@ pub async fn issue_codes(
     operator_email: &str,
 ) -> anyhow::Result<Vec<String>> {
     let metadata = operator(core, operator_email).await?;
+    Ok(issue(
+        &core.commands,
+        amount,
+        currency,
+        count,
+        expires_at,
+        note,
+        &metadata,
+    )
+    .await?)
+}
+
+/// How many characters of a code lists show after it was issued: its first group of four, which
+/// leaves 60 random bits unknown.
+pub const CODE_PREFIX_LEN: usize = 4;
+
+/// Issues `count` prepaid codes with `metadata`'s actor; returns the codes, which exist nowhere
+/// else from then on.
+pub async fn issue(
+    commands: &Commands,
+    amount: Money,
+    currency: &str,
+    count: usize,
+    expires_at: Option<DateTime<Utc>>,
+    note: &str,
+    metadata: &Metadata,
+) -> Result<Vec<String>, CommandError> {
     let mut codes = Vec::with_capacity(count);
     for _ in 0..count {
         let code = new_code();
@@ -96,10 +156,11 @@ pub async fn issue_codes(
             expires_at,
             note: note.to_string(),
             issued_at: Utc::now(),
+            prefix: Some(code.chars().take(CODE_PREFIX_LEN).collect()),
         };
-        core.commands
+        commands
             .prepaid
-            .execute(&code_id(&code), issue, &metadata)
+            .execute(&code_id(&code), issue, metadata)
             .await?;
         codes.push(code);
     }

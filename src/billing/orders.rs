@@ -86,6 +86,16 @@ pub fn method_name(method: &str) -> &'static str {
     }
 }
 
+/// An order's state as people read it: a paid order says when it was refunded in part or whole.
+pub fn state_text(order: &recharges::OrderRow) -> String {
+    let paid = order.paid_amount.unwrap_or(order.amount);
+    match order.refunded {
+        0 => order.state.clone(),
+        refunded if refunded >= paid => "refunded".into(),
+        _ => "partly refunded".into(),
+    }
+}
+
 /// A placed order and where to send the customer to pay it.
 pub struct Placed {
     pub order_id: String,

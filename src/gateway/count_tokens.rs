@@ -42,8 +42,9 @@ async fn count(
     let body = read_body(state, body)?;
     let request = anthropic::decode_count_tokens_request(&body).map_err(bad_request)?;
     resolve_model(&view, &key, &request.model)?;
-    let targets = plan(&view, &request.model, &mut rand::thread_rng());
-    if let Some(target) = targets
+    let plan = plan(&view, &request.model, &key.key_id, &mut rand::thread_rng());
+    if let Some(target) = plan
+        .targets
         .iter()
         .find(|t| t.provider.config.protocol == UpstreamProtocol::Anthropic)
     {

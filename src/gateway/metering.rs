@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use modelrouter_domain::inference::{Attempt, CallRecord, Usage};
+use modelrouter_domain::inference::{Attempt, CallRecord, RolloutArm, Usage};
 use modelrouter_domain::money::BillableTokens;
 use modelrouter_domain::{Money, Pricing};
 
@@ -32,6 +32,8 @@ pub struct Meter {
     pub started: Instant,
     pub started_at: DateTime<Utc>,
     pub attempts: Vec<Attempt>,
+    /// The rollout arm routing put the call on, if the route had a rollout.
+    pub rollout: Option<RolloutArm>,
     pub hold: Hold,
 }
 
@@ -135,6 +137,7 @@ impl Meter {
             attempts: self.attempts,
             started_at: self.started_at,
             lease_id: Some(lease_id),
+            rollout: self.rollout,
         };
         self.state
             .appender

@@ -11,7 +11,7 @@ mod health;
 mod inbound;
 mod metering;
 mod models;
-mod outbound;
+pub(crate) mod outbound;
 mod pipeline;
 mod relay;
 
@@ -76,6 +76,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(pipeline::dashscope_generation),
         )
         .merge(crate::portal::routes())
+        .merge(crate::admin::routes())
+        .merge(crate::agent::routes())
         .merge(crate::billing::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -83,10 +85,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Unknown paths: the portal's not-found page under `/portal`, an OpenAI-style error elsewhere.
+/// Unknown paths: a site's not-found page under `/portal`, `/admin` and `/agent`, an
+/// OpenAI-style error elsewhere.
 async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
-    if uri.path().starts_with("/portal") {
-        crate::portal::not_found_page(&headers).await
+    let path = uri.path();
+    let page = ["/portal", "/admin", "/agent"]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+    if page {
+        let site = crate::portal::Site::of_path(path);
+        crate::portal::not_found_page(&headers, site).await
     } else {
         axum::response::IntoResponse::into_response(ApiError::NotFound)
     }

@@ -1,4 +1,5 @@
 //! `GET /v1/models`: the models the key's scope reaches, with customer-facing display names.
+//! Only models visible to the key's tenant are listed; a hidden one is "not found".
 
 use std::sync::Arc;
 
@@ -47,7 +48,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Err(error) => return error_response(anthropic, &error),
     };
     let models = view
-        .available_models()
+        .models_for(&key.tenant_id)
         .filter(|(name, _)| key.scope.allows(name));
     if anthropic {
         let data: Vec<Value> = models.map(|(n, m)| anthropic_model_json(n, m)).collect();
@@ -77,7 +78,7 @@ pub async fn one(
     let view = state.live.view();
     let found = authenticate(&view, &headers).and_then(|key| {
         let (name, model) = view
-            .available_models()
+            .models_for(&key.tenant_id)
             .find(|(name, _)| **name == id)
             .ok_or_else(|| ApiError::ModelNotFound(id.clone()))?;
         if !key.scope.allows(name) {

@@ -27,7 +27,7 @@ use crate::allowance::AllowanceError;
 use crate::protocol::canonical::{ChatRequest, Dialect};
 use crate::protocol::dashscope::DashScopeOptions;
 use crate::protocol::openai::to_upstream_request;
-use crate::routing::{plan, Target};
+use crate::routing::{plan, retries, Target};
 use crate::upstream::{self, Call, UpstreamError};
 
 const OVERHEAD_HEADER: &str = "x-modelrouter-overhead-us";
@@ -99,16 +99,15 @@ pub fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Resul
     })
 }
 
-/// The catalog entry for `model` if it is offered and the key may use it.
+/// The catalog entry for `model` if it is offered to the key's tenant and the key may use it.
+/// A model hidden from the tenant is "not found", exactly like a model that does not exist.
 pub fn resolve_model<'v>(
     view: &'v modelrouter_projections::LiveView,
     key: &modelrouter_projections::live::KeyEntry,
     model: &str,
 ) -> Result<&'v ModelEntry, ApiError> {
     let entry = view
-        .models
-        .get(model)
-        .filter(|m| !m.retired && view.routes.contains_key(model))
+        .model_for(&key.tenant_id, model)
         .ok_or_else(|| ApiError::ModelNotFound(model.to_string()))?;
     if !key.scope.allows(model) {
         return Err(ApiError::ModelNotAllowed(model.to_string()));
@@ -142,14 +141,10 @@ async fn run(
     };
     let fail = |error: ApiError| (inbound.clone(), error);
     let model = resolve_model(&view, &key, &request.model).map_err(fail)?;
-    let targets = plan(&view, &request.model, &mut rand::thread_rng());
-    if targets.is_empty() {
+    let plan = plan(&view, &request.model, &key.key_id, &mut rand::thread_rng());
+    if plan.targets.is_empty() {
         return Err(fail(ApiError::NoRoute(request.model.clone())));
     }
-    let max_attempts = view
-        .routes
-        .get(&request.model)
-        .map_or(1, |r| r.retry.max_attempts.max(1) as usize);
     let output_limit = request
         .max_output_tokens
         .unwrap_or(u64::from(model.details.max_output_tokens));
@@ -173,7 +168,8 @@ async fn run(
             }
         })?;
     // The client's own JSON is needed only to relay it to an upstream of the same protocol.
-    let relays = targets
+    let relays = plan
+        .targets
         .iter()
         .any(|t| same_dialect(&inbound, t.provider.config.protocol));
     let raw: Value = if relays {
@@ -196,6 +192,7 @@ async fn run(
         started,
         started_at,
         attempts: Vec::new(),
+        rollout: plan.arm.clone(),
         hold,
     };
     let default_output = u64::from(model.details.max_output_tokens);
@@ -204,7 +201,7 @@ async fn run(
     // Attempts: before the first byte reaches the client, failures may retry or fall back.
     let mut last_error = UpstreamError::Connect;
     let mut answered = None;
-    for target in targets.iter().cycle().take(max_attempts) {
+    for target in plan.attempts() {
         let attempt_started = Instant::now();
         let result = match &untranslatable {
             Some(reason) if !same_dialect(&inbound, target.provider.config.protocol) => {
@@ -240,7 +237,7 @@ async fn run(
                 return Err(fail(error));
             }
             Err(Failure::Upstream(error)) => {
-                let retry = error.retryable();
+                let retry = retries(&plan.retry.retry_on, &error);
                 last_error = error;
                 if !retry {
                     break;

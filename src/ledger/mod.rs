@@ -26,6 +26,8 @@ pub struct Statement {
     pub lines: Vec<Line>,
     pub credited: Money,
     pub adjusted: Money,
+    /// Refunds of recharge orders given back to the tenant.
+    pub refunded: Money,
     /// Settled usage.
     pub charged: Money,
     pub balance: Money,
@@ -59,6 +61,11 @@ pub enum LineKind {
     Adjustment {
         reason: String,
         actor: Option<String>,
+    },
+    /// Part or all of a paid recharge order given back; the order names the refund.
+    Refund {
+        order_id: String,
+        refund_id: String,
     },
     /// Usage a replica settled: the calls served on one lease since its last settlement.
     Charge {
@@ -172,6 +179,7 @@ pub enum Field {
     Balance,
     Credited,
     Adjusted,
+    Refunded,
     Settled,
     Outstanding,
     Calls,
@@ -271,7 +279,8 @@ fn decode(tenant_id: &str, events: &[StoredEvent]) -> Result<Vec<AccountEvent>, 
 }
 
 /// The replay itself. Rules, as finance states them:
-/// - a credit adds its amount to the balance; an adjustment adds its signed amount;
+/// - a credit adds its amount to the balance; an adjustment adds its signed amount; a refund
+///   subtracts its amount;
 /// - settled usage subtracts what was used, whether or not its lease is still open;
 /// - a grant adds to its lease's outstanding allowance, settled usage takes from it (never below
 ///   zero), a release closes the lease. Allowances never change the balance.
@@ -285,6 +294,7 @@ fn fold(
         lines: Vec::with_capacity(events.len()),
         credited: Money::ZERO,
         adjusted: Money::ZERO,
+        refunded: Money::ZERO,
         charged: Money::ZERO,
         balance: Money::ZERO,
         outstanding_allowance: Money::ZERO,
@@ -315,6 +325,22 @@ fn fold(
                     actor: actor.clone(),
                 };
                 (kind, amount.0)
+            }
+            AccountEvent::Refunded {
+                order_id,
+                refund_id,
+                amount,
+            } => {
+                statement.refunded = Money(add(statement.refunded.0, amount.0)?);
+                let kind = LineKind::Refund {
+                    order_id: order_id.clone(),
+                    refund_id: refund_id.clone(),
+                };
+                let amount = amount
+                    .0
+                    .checked_neg()
+                    .ok_or(LedgerError::Overflow { position })?;
+                (kind, amount)
             }
             AccountEvent::UsageSettled {
                 lease_id,
@@ -400,6 +426,7 @@ fn differences(
                 (Field::Balance, statement.balance.0, row.balance),
                 (Field::Credited, statement.credited.0, row.credited),
                 (Field::Adjusted, statement.adjusted.0, row.adjusted),
+                (Field::Refunded, statement.refunded.0, row.refunded),
                 (Field::Settled, statement.charged.0, row.settled),
                 (
                     Field::Outstanding,
@@ -447,6 +474,7 @@ impl Field {
             Field::Balance => "balance",
             Field::Credited => "credited",
             Field::Adjusted => "adjusted",
+            Field::Refunded => "refunded",
             Field::Settled => "settled",
             Field::Outstanding => "outstanding",
             Field::Calls => "calls",
@@ -506,6 +534,7 @@ impl fmt::Display for LineKind {
                 write!(f, "credit {} {reference}", credit_kind_name(*source))
             }
             LineKind::Adjustment { reason, .. } => write!(f, "adjustment {reason:?}"),
+            LineKind::Refund { order_id, .. } => write!(f, "refund of order {order_id}"),
             LineKind::Charge { lease_id, calls } => {
                 let noun = if *calls == 1 { "call" } else { "calls" };
                 write!(f, "charge {calls} {noun} on lease {lease_id}")
@@ -562,6 +591,7 @@ impl fmt::Display for Statement {
         let totals = [
             ("credited", self.credited.to_string()),
             ("adjusted", self.adjusted.to_string()),
+            ("refunded", self.refunded.to_string()),
             ("charged", self.charged.to_string()),
             ("balance", self.balance.to_string()),
             ("outstanding", self.outstanding_allowance.to_string()),

@@ -142,8 +142,53 @@ fn open_leases_are_outstanding_and_usage_beyond_a_lease_empties_it() {
 }
 
 #[test]
+fn a_refund_leaves_the_balance_and_is_counted_apart() {
+    let events = stored(vec![
+        credit(10_000, CreditKind::RechargeOrder, "order:R-1"),
+        AccountEvent::Refunded {
+            order_id: "R-1".into(),
+            refund_id: "f1".into(),
+            amount: Money(4_000),
+        },
+    ]);
+    let statement = replay("t1", &events).unwrap();
+    assert_eq!(statement.refunded, Money(4_000));
+    assert_eq!(statement.balance, Money(6_000));
+    assert_eq!(statement.lines[1].amount, Money(-4_000));
+    assert_eq!(statement.lines[1].kind.to_string(), "refund of order R-1");
+    let mut row = row_of(&statement);
+    let aggregate = AggregateState {
+        balance: statement.balance,
+        outstanding: Money::ZERO,
+    };
+    assert_eq!(differences(&statement, Some(&row), aggregate), vec![]);
+    row.refunded = 0;
+    assert_eq!(
+        differences(&statement, Some(&row), aggregate),
+        vec![Difference::Field {
+            against: Against::ReadModel,
+            field: Field::Refunded,
+            replayed: 4_000,
+            found: 0
+        }]
+    );
+}
+
+#[test]
 fn replay_agrees_with_the_aggregate_on_the_same_events() {
-    for events in [life(), stored(vec![grant("X", 5), settle("X", 9, 1)])] {
+    let refunded = stored(vec![
+        credit(10_000, CreditKind::RechargeOrder, "order:R-1"),
+        AccountEvent::Refunded {
+            order_id: "R-1".into(),
+            refund_id: "f1".into(),
+            amount: Money(4_000),
+        },
+    ]);
+    for events in [
+        life(),
+        stored(vec![grant("X", 5), settle("X", 9, 1)]),
+        refunded,
+    ] {
         let statement = replay("t1", &events).unwrap();
         let mut account = Account::default();
         for event in decode("t1", &events).unwrap() {
@@ -196,6 +241,7 @@ fn row_of(statement: &Statement) -> BalanceRow {
         balance: statement.balance.0,
         credited: statement.credited.0,
         adjusted: statement.adjusted.0,
+        refunded: statement.refunded.0,
         settled: statement.charged.0,
         outstanding: statement.outstanding_allowance.0,
         calls: statement.calls as i64,

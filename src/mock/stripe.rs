@@ -33,6 +33,8 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
+mod refunds;
+
 use super::{bearer_token, header_text, lock};
 use crate::crypto::Secret;
 use crate::payments::stripe::{minor_unit_exponent, signature_header};
@@ -122,6 +124,11 @@ impl FakeStripe {
     }
 
     /// Every event the fake made, oldest first.
+    /// Every refund made, oldest first.
+    pub fn refunds(&self) -> Vec<Value> {
+        lock(&self.shared.state).refunds.clone()
+    }
+
     pub fn events(&self) -> Vec<Value> {
         lock(&self.shared.state).events.clone()
     }
@@ -179,6 +186,8 @@ fn base_url(addr: SocketAddr) -> String {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/checkout/sessions", post(create_session))
+        .route("/v1/checkout/sessions/{id}", get(refunds::retrieve_session))
+        .route("/v1/refunds", post(refunds::create_refund))
         .route("/pay/{id}", get(hosted_page).post(pay_from_page))
         .fallback(unknown_url)
         .with_state(shared)
@@ -195,6 +204,9 @@ struct Sessions {
     sessions: Vec<Entry>,
     replies: Vec<Reply>,
     events: Vec<Value>,
+    refunds: Vec<Value>,
+    /// The refund first made under each idempotency key.
+    refund_replies: Vec<(String, Value)>,
 }
 
 /// The first successful create made with one idempotency key.

@@ -6,6 +6,7 @@
 //! `webhook` verifies and reads events. `crate::mock::stripe` is a fake of the same API.
 
 mod amount;
+mod refund;
 mod webhook;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde_json::Value;
 
 pub use amount::{from_minor_units, minor_unit_exponent, to_minor_units};
+pub use refund::RefundOrder;
 pub use webhook::signature_header;
 
 use super::{Checkout, CheckoutRequest, PaymentError};

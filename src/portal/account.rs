@@ -1,11 +1,7 @@
-//! Who the tenant is: sign-up, sign-in (with lockout), sign-out and password change — as pages
-//! and as JSON.
-//!
-//! Sign-in failures are counted per email and per client address (`store::sessions`); the
-//! message never says whether the email exists, and an unknown email costs the same argon2id
-//! verification as a known one, so timing does not tell either.
+//! Who the tenant is: sign-up, sign-in (with lockout, `login.rs`), sign-out and password
+//! change — as pages and as JSON.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -23,46 +19,12 @@ use utoipa::ToSchema;
 
 use super::session::{self, ApiWriter, SignedIn};
 use super::{render, Chrome, PortalError};
-use crate::crypto::{hash_password, verify_password};
 use crate::gateway::{AppState, RequestId};
-use crate::store::sessions::{self as store_sessions, ThrottleRule};
+use crate::store::sessions::{self as store_sessions, Realm};
 use crate::store::{release_email, reserve_email, LoginKind};
 
-pub const MIN_PASSWORD: usize = 10;
-pub const MAX_PASSWORD: usize = 128;
-
-/// Refuses passwords that are short, one kind of character, or easy to guess.
-pub fn check_password(password: &str, email: &str) -> Result<(), PortalError> {
-    let invalid = |message: &str| Err(PortalError::invalid("password", message));
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD {
-        return invalid("Use at least 10 characters for your password.");
-    }
-    if chars > MAX_PASSWORD {
-        return invalid("Use at most 128 characters for your password.");
-    }
-    let letters = password.chars().any(char::is_alphabetic);
-    let others = password.chars().any(|c| !c.is_alphabetic());
-    if !letters || !others {
-        return invalid("Mix letters with digits or symbols in your password.");
-    }
-    let lower = password.to_lowercase();
-    let local = email.split('@').next().unwrap_or("").to_lowercase();
-    if local.len() >= 4 && lower.contains(&local) {
-        return invalid("Your password must not contain your email address.");
-    }
-    let distinct: std::collections::HashSet<char> = lower.chars().collect();
-    if distinct.len() < 5 || COMMON.iter().any(|common| lower.contains(common)) {
-        return invalid("This password is too easy to guess. Choose a less common one.");
-    }
-    Ok(())
-}
-
-/// Fragments that make a password guessable however long it is.
-const COMMON: &[&str] = &[
-    "password", "passw0rd", "12345678", "qwertyui", "asdfghjk", "letmein1", "iloveyou", "abcdefgh",
-    "welcome1", "11111111", "00000000", "changeme",
-];
+pub use super::login::{check_password, start_session, verify_login, LoginSubject, MIN_PASSWORD};
+use super::login::{email_rule, hash, verify};
 
 fn meta(actor: Actor, request: &RequestId) -> Metadata {
     let metadata = Metadata::new(&actor).request_id(&request.id);
@@ -79,35 +41,20 @@ pub fn tenant_meta(signed_in: &SignedIn, request: &RequestId) -> Metadata {
     )
 }
 
-async fn hash(password: String) -> Result<String, PortalError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(PortalError::internal)?
-        .map_err(PortalError::internal)
-}
-
-async fn verify(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false)
-}
-
-/// A real argon2id hash of nothing in particular, verified against when the email is unknown.
-fn decoy_hash() -> String {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY
-        .get_or_init(|| hash_password("decoy password, never matches").unwrap_or_default())
-        .clone()
-}
-
-/// Registers a tenant, credits the sign-up credit, and makes the new tenant visible here.
+/// Registers a tenant (referred by the agent whose code is given, if any), credits the sign-up
+/// credit, and makes the new tenant visible here.
 async fn sign_up(
     state: &AppState,
     name: &str,
     email: &str,
     password: &str,
+    referral_code: &str,
     request: &RequestId,
 ) -> Result<String, PortalError> {
+    let referred_by = match referral_code.trim() {
+        "" => None,
+        code => Some(super::referral::resolve(state, code).await?.0),
+    };
     let email = normalize_email(email)
         .map_err(|_| PortalError::invalid("email", "Enter a valid email address."))?;
     let name = if name.trim().is_empty() {
@@ -129,6 +76,7 @@ async fn sign_up(
         email: email.clone(),
         name,
         password_hash,
+        referred_by,
     };
     let metadata = meta(Actor::Tenant(tenant_id.clone()), request);
     if let Err(error) = state
@@ -162,26 +110,6 @@ async fn sign_up(
     Ok(tenant_id)
 }
 
-fn throttle_subjects(email: &str, request: &RequestId) -> Vec<(String, u32)> {
-    let mut subjects = vec![(format!("email:{email}"), 0)];
-    if let Some(ip) = &request.client_ip {
-        subjects.push((format!("ip:{ip}"), 1));
-    }
-    subjects
-}
-
-fn rule(state: &AppState, which: u32) -> ThrottleRule {
-    ThrottleRule {
-        max_failures: if which == 0 {
-            state.settings.login_failures_per_email
-        } else {
-            state.settings.login_failures_per_ip
-        },
-        window: state.settings.login_window,
-        lockout: state.settings.login_lockout,
-    }
-}
-
 /// Checks a tenant's email and password; returns the tenant id.
 async fn sign_in(
     state: &AppState,
@@ -189,61 +117,39 @@ async fn sign_in(
     password: &str,
     request: &RequestId,
 ) -> Result<String, PortalError> {
-    let email = normalize_email(email).map_err(|_| PortalError::BadLogin)?;
-    let now = Utc::now();
-    let subjects = throttle_subjects(&email, request);
-    for (subject, _) in &subjects {
-        if let Some(until) = store_sessions::locked_until(&state.db, subject, now).await? {
-            return Err(PortalError::Locked(until));
-        }
-    }
-    let owner = crate::store::email_owner(&state.db, &email, LoginKind::Tenant).await?;
-    let mut tenant = owner
-        .as_ref()
-        .and_then(|id| state.live.view().tenants.get(id).cloned());
-    if let (Some(id), None) = (&owner, &tenant) {
-        // Signed up a moment ago, maybe on another replica.
-        state.live.include(&state.db, types::TENANT, id).await?;
-        tenant = state.live.view().tenants.get(id).cloned();
-    }
-    let hash = tenant
-        .as_ref()
-        .map(|t| t.password_hash.clone())
-        .unwrap_or_else(decoy_hash);
-    let matches = verify(password.to_string(), hash).await;
-    let (Some(id), Some(tenant), true) = (owner, tenant, matches) else {
-        let mut locked = None;
-        for (subject, which) in &subjects {
-            if let Some(until) =
-                store_sessions::record_failure(&state.db, subject, now, &rule(state, *which))
-                    .await?
-            {
-                locked = Some(until);
+    let id = verify_login(
+        state,
+        Realm::Tenant,
+        email,
+        password,
+        request,
+        |email| async move {
+            let Some(id) = crate::store::email_owner(&state.db, &email, LoginKind::Tenant).await?
+            else {
+                return Ok(None);
+            };
+            if !state.live.view().tenants.contains_key(&id) {
+                // Signed up a moment ago, maybe on another replica.
+                state.live.include(&state.db, types::TENANT, &id).await?;
             }
-        }
-        return Err(locked.map_or(PortalError::BadLogin, PortalError::Locked));
-    };
-    store_sessions::clear_failures(&state.db, &subjects[0].0).await?;
-    if tenant.status == TenantStatus::Suspended {
+            let view = state.live.view();
+            Ok(view.tenants.get(&id).map(|tenant| LoginSubject {
+                id: id.clone(),
+                password_hash: tenant.password_hash.clone(),
+            }))
+        },
+    )
+    .await?;
+    let suspended = state
+        .live
+        .view()
+        .tenants
+        .get(&id)
+        .is_some_and(|tenant| tenant.status == TenantStatus::Suspended);
+    if suspended {
         return Err(PortalError::Suspended);
     }
     Ok(id)
-}
-
-/// Starts a session for the tenant and returns the cookie jar that carries it, with its CSRF.
-async fn start_session(
-    state: &AppState,
-    headers: &HeaderMap,
-    jar: CookieJar,
-    tenant_id: &str,
-) -> Result<(CookieJar, String), PortalError> {
-    let new =
-        store_sessions::create_session(&state.db, tenant_id, Utc::now(), &session::policy(state))
-            .await?;
-    let jar = jar
-        .add(session::session_cookie(state, headers, new.token))
-        .remove(axum_extra::extract::cookie::Cookie::build(session::CSRF_COOKIE).path("/"));
-    Ok((jar, new.csrf))
 }
 
 /// Only same-site paths under the portal are followed after sign-in.
@@ -262,9 +168,37 @@ struct SignupPage {
     csrf: String,
     name: String,
     email: String,
+    referral_code: String,
+    /// The referring agent's name, when the code names one.
+    referred_by: Option<String>,
     error: Option<String>,
     error_field: &'static str,
     min_password: usize,
+}
+
+impl SignupPage {
+    fn new(state: &AppState, csrf: String, referral_code: String) -> SignupPage {
+        let referred_by = match referral_code.as_str() {
+            "" => None,
+            code => super::referral::lookup(state, code).map(|(_, name)| name),
+        };
+        SignupPage {
+            csrf,
+            name: String::new(),
+            email: String::new(),
+            referral_code,
+            referred_by,
+            error: None,
+            error_field: "",
+            min_password: MIN_PASSWORD,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SignupQuery {
+    #[serde(rename = "ref")]
+    referral: Option<String>,
 }
 
 #[derive(Template)]
@@ -287,16 +221,16 @@ pub async fn signup_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     jar: CookieJar,
+    Query(query): Query<SignupQuery>,
 ) -> Result<Response, PortalError> {
+    let code = super::referral::remembered(query.referral.as_deref(), &jar);
     let (jar, csrf) = session::login_csrf(&state, &headers, jar);
-    let page = SignupPage {
-        csrf,
-        name: String::new(),
-        email: String::new(),
-        error: None,
-        error_field: "",
-        min_password: MIN_PASSWORD,
-    };
+    let mut page = SignupPage::new(&state, csrf, code);
+    if !page.referral_code.is_empty() && page.referred_by.is_none() {
+        page.error_field = "referral_code";
+        page.error =
+            Some("This referral code is not valid. Check it, or leave the field empty.".into());
+    }
     Ok((jar, render(&page)?).into_response())
 }
 
@@ -308,6 +242,8 @@ pub struct SignupForm {
     email: String,
     password: String,
     password_confirm: String,
+    #[serde(default)]
+    referral_code: String,
 }
 
 pub async fn signup_submit(
@@ -324,22 +260,27 @@ pub async fn signup_submit(
             "The two passwords do not match.",
         ))
     } else {
-        sign_up(&state, &form.name, &form.email, &form.password, &request).await
+        sign_up(
+            &state,
+            &form.name,
+            &form.email,
+            &form.password,
+            &form.referral_code,
+            &request,
+        )
+        .await
     };
     match result {
         Ok(tenant_id) => {
-            let (jar, _) = start_session(&state, &headers, jar, &tenant_id).await?;
+            let (jar, _) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
             Ok((jar, Redirect::to("/portal?notice=welcome")).into_response())
         }
         Err(error @ (PortalError::Invalid { .. } | PortalError::EmailTaken)) => {
-            let page = SignupPage {
-                csrf: form.csrf,
-                name: form.name,
-                email: form.email,
-                error_field: error.field().unwrap_or("email"),
-                error: Some(error.to_string()),
-                min_password: MIN_PASSWORD,
-            };
+            let mut page = SignupPage::new(&state, form.csrf, form.referral_code);
+            page.name = form.name;
+            page.email = form.email;
+            page.error_field = error.field().unwrap_or("email");
+            page.error = Some(error.to_string());
             Ok((error.status(), jar, render(&page)?).into_response())
         }
         Err(other) => Err(other),
@@ -391,7 +332,7 @@ pub async fn login_submit(
     session::verify_login_csrf(&jar, &form.csrf)?;
     match sign_in(&state, &form.email, &form.password, &request).await {
         Ok(tenant_id) => {
-            let (jar, _) = start_session(&state, &headers, jar, &tenant_id).await?;
+            let (jar, _) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
             let next = safe_next(form.next.as_deref());
             Ok((jar, Redirect::to(&next)).into_response())
         }
@@ -422,7 +363,7 @@ pub async fn logout_submit(
 ) -> Result<Response, PortalError> {
     signed_in.verify_csrf(&form.csrf)?;
     store_sessions::end_session(&state.db, signed_in.token()).await?;
-    let jar = session::clear_session(jar);
+    let jar = session::clear_session(jar, Realm::Tenant);
     Ok((jar, Redirect::to("/portal/login?notice=signed_out")).into_response())
 }
 
@@ -489,7 +430,7 @@ async fn change_password(
     }
     if !verify(current.to_string(), tenant.password_hash.clone()).await {
         // Guessing through this form counts like guessing at sign-in.
-        store_sessions::record_failure(&state.db, &subject, now, &rule(state, 0)).await?;
+        store_sessions::record_failure(&state.db, &subject, now, &email_rule(state)).await?;
         return Err(PortalError::invalid(
             "current_password",
             "Your current password is incorrect.",
@@ -506,8 +447,9 @@ async fn change_password(
             &tenant_meta(signed_in, request),
         )
         .await?;
-    store_sessions::end_tenant_sessions(
+    store_sessions::end_subject_sessions(
         &state.db,
+        Realm::Tenant,
         signed_in.scope.tenant_id(),
         Some(signed_in.token()),
     )
@@ -566,6 +508,9 @@ pub struct SignupRequest {
     name: String,
     email: String,
     password: String,
+    /// An agent's referral code: the new tenant is attributed to that agent.
+    #[serde(default)]
+    referral_code: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -595,8 +540,16 @@ pub async fn api_signup(
     jar: CookieJar,
     Json(body): Json<SignupRequest>,
 ) -> Result<Response, PortalError> {
-    let tenant_id = sign_up(&state, &body.name, &body.email, &body.password, &request).await?;
-    let (jar, csrf) = start_session(&state, &headers, jar, &tenant_id).await?;
+    let tenant_id = sign_up(
+        &state,
+        &body.name,
+        &body.email,
+        &body.password,
+        &body.referral_code,
+        &request,
+    )
+    .await?;
+    let (jar, csrf) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
     let info = session_info(&state, &tenant_id, csrf);
     Ok((StatusCode::CREATED, jar, Json(info)).into_response())
 }
@@ -614,7 +567,7 @@ pub async fn api_login(
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, PortalError> {
     let tenant_id = sign_in(&state, &body.email, &body.password, &request).await?;
-    let (jar, csrf) = start_session(&state, &headers, jar, &tenant_id).await?;
+    let (jar, csrf) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
     let info = session_info(&state, &tenant_id, csrf);
     Ok((jar, Json(info)).into_response())
 }
@@ -650,7 +603,11 @@ pub async fn api_logout(
     jar: CookieJar,
 ) -> Result<Response, PortalError> {
     store_sessions::end_session(&state.db, signed_in.token()).await?;
-    Ok((StatusCode::NO_CONTENT, session::clear_session(jar)).into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        session::clear_session(jar, Realm::Tenant),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -679,39 +636,4 @@ pub async fn api_password(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn password_rules_say_what_is_wrong() {
-        let message = |p: &str| {
-            check_password(p, "alice@example.com")
-                .err()
-                .map(|e| e.to_string())
-        };
-        assert_eq!(
-            message("short1!").as_deref(),
-            Some("Use at least 10 characters for your password.")
-        );
-        assert_eq!(
-            message("onlyletterslong").as_deref(),
-            Some("Mix letters with digits or symbols in your password.")
-        );
-        assert_eq!(
-            message("alice-2026-secret").as_deref(),
-            Some("Your password must not contain your email address.")
-        );
-        assert_eq!(
-            message("MyPassword-2026").as_deref(),
-            Some("This password is too easy to guess. Choose a less common one.")
-        );
-        assert_eq!(
-            message(&"a1".repeat(65)).as_deref(),
-            Some("Use at most 128 characters for your password.")
-        );
-        assert_eq!(message("violet-harbor-42"), None);
-    }
 }

@@ -63,7 +63,7 @@ async fn dashboard(state: &AppState, signed_in: &SignedIn) -> Result<Dashboard, 
             .iter()
             .filter(|k| k.usable_at(now))
             .count(),
-        available_models: view.available_models().count(),
+        available_models: view.models_for(scope.tenant_id()).count(),
         daily: every_day(first_day, today, days),
     })
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use modelrouter_domain::DomainError;
 use serde_json::json;
 
+use crate::store::sessions::Realm;
 use crate::store::CommandError;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,37 +161,115 @@ fn with_retry_after(mut response: Response, rendered: &Rendered) -> Response {
     response
 }
 
-/// Whether the browser sends a session cookie (for the error page's way back; not a sign-in).
-fn has_session_cookie(headers: &axum::http::HeaderMap) -> bool {
+/// The three sites for people — the tenant portal, the operations console and the agent
+/// portal — each with its own sign-in page, home and session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    Portal,
+    Admin,
+    Agent,
+}
+
+impl Site {
+    /// The site a path belongs to (pages and their JSON API alike).
+    pub fn of_path(path: &str) -> Site {
+        let under = |prefix: &str| {
+            path == prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        if under("/admin") || under("/api/admin") {
+            Site::Admin
+        } else if under("/agent") || under("/api/agent") {
+            Site::Agent
+        } else {
+            Site::Portal
+        }
+    }
+
+    pub fn realm(self) -> Realm {
+        match self {
+            Site::Portal => Realm::Tenant,
+            Site::Admin => Realm::Operator,
+            Site::Agent => Realm::Agent,
+        }
+    }
+
+    pub fn home(self) -> &'static str {
+        match self {
+            Site::Portal => "/portal",
+            Site::Admin => "/admin",
+            Site::Agent => "/agent",
+        }
+    }
+
+    pub fn login(self) -> &'static str {
+        match self {
+            Site::Portal => "/portal/login",
+            Site::Admin => "/admin/login",
+            Site::Agent => "/agent/login",
+        }
+    }
+
+    fn home_label(self) -> &'static str {
+        match self {
+            Site::Portal => "Back to the dashboard",
+            Site::Admin => "Back to the console",
+            Site::Agent => "Back to the agent portal",
+        }
+    }
+}
+
+/// Whether the browser sends the site's session cookie (for the error page's way back; not a
+/// sign-in).
+fn has_session_cookie(headers: &axum::http::HeaderMap, site: Site) -> bool {
     axum_extra::extract::cookie::CookieJar::from_headers(headers)
-        .get(super::session::SESSION_COOKIE)
+        .get(super::session::cookie_name(site.realm()))
         .is_some()
 }
 
-/// The portal's one error page.
+/// The one error page of every site.
 #[derive(Template)]
 #[template(path = "portal/error.html")]
 struct ErrorPage {
     title: String,
     message: String,
     signed_in: bool,
+    home: &'static str,
+    home_label: &'static str,
+    login: &'static str,
+}
+
+impl ErrorPage {
+    fn new(title: &str, message: String, headers: &axum::http::HeaderMap, site: Site) -> Self {
+        ErrorPage {
+            title: title.into(),
+            message,
+            signed_in: has_session_cookie(headers, site),
+            home: site.home(),
+            home_label: site.home_label(),
+            login: site.login(),
+        }
+    }
 }
 
 /// Edge layer of the pages: errors become the error page; a missing session becomes a redirect
-/// to sign-in that comes back here afterwards.
+/// to the site's sign-in that comes back here afterwards.
 pub async fn render_page_errors(request: Request, next: Next) -> Response {
+    let site = Site::of_path(request.uri().path());
     let back = request
         .uri()
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| "/portal".into());
-    let signed_in = has_session_cookie(request.headers());
+        .unwrap_or_else(|| site.home().into());
+    let headers = request.headers().clone();
     let response = next.run(request).await;
     let Some(rendered) = response.extensions().get::<Rendered>().cloned() else {
         return response;
     };
     if rendered.code == "signed_out" {
-        let target = format!("/portal/login?next={}", urlencode(&back));
+        let target = format!("{}?next={}", site.login(), urlencode(&back));
         return Redirect::to(&target).into_response();
     }
     let title = match rendered.status {
@@ -200,11 +279,7 @@ pub async fn render_page_errors(request: Request, next: Next) -> Response {
         s if s.is_server_error() => "Something went wrong",
         _ => "That did not work",
     };
-    let page = ErrorPage {
-        title: title.into(),
-        message: rendered.message.clone(),
-        signed_in,
-    };
+    let page = ErrorPage::new(title, rendered.message.clone(), &headers, site);
     let body = page.render().unwrap_or_else(|_| rendered.message.clone());
     with_retry_after((rendered.status, Html(body)).into_response(), &rendered)
 }
@@ -228,14 +303,10 @@ pub fn urlencode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// The error page for a portal path no route serves.
-pub fn not_found_page(headers: &axum::http::HeaderMap) -> Response {
+/// The error page for a path of a site that no route serves.
+pub fn not_found_page(headers: &axum::http::HeaderMap, site: Site) -> Response {
     let error = PortalError::NotFound;
-    let page = ErrorPage {
-        title: "Not found".into(),
-        message: error.to_string(),
-        signed_in: has_session_cookie(headers),
-    };
+    let page = ErrorPage::new("Not found", error.to_string(), headers, site);
     let body = page.render().unwrap_or_else(|_| error.to_string());
     (error.status(), Html(body)).into_response()
 }

@@ -139,6 +139,26 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A CSV cell safe to open in a spreadsheet: cells that start with `=`, `+`, `-`, `@` (or a tab
+/// or carriage return) would run as formulas; a leading `'` keeps them text.
+pub fn csv_cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A commission rate in basis points as a percentage: 1000 → "10%", 1250 → "12.5%".
+pub fn percent_bps(bps: u32) -> String {
+    let whole = bps / 100;
+    match bps % 100 {
+        0 => format!("{whole}%"),
+        rest if rest % 10 == 0 => format!("{whole}.{}%", rest / 10),
+        rest => format!("{whole}.{rest:02}%"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +197,13 @@ mod tests {
         assert!(svg.contains("height=\"78\""), "{svg}");
         assert!(svg.contains("height=\"0\""), "{svg}");
         assert!(svg.contains("2026-11-03: 0.001 USD, 9 requests"), "{svg}");
+    }
+
+    #[test]
+    fn rates_show_as_percentages() {
+        assert_eq!(percent_bps(1000), "10%");
+        assert_eq!(percent_bps(1250), "12.5%");
+        assert_eq!(percent_bps(1205), "12.05%");
+        assert_eq!(percent_bps(0), "0%");
     }
 }

@@ -40,9 +40,10 @@ pub enum ScopeSpec {
 }
 
 impl ScopeSpec {
-    /// Checks the named models against the catalog and makes the domain's scope.
-    fn into_scope(self, view: &LiveView) -> Result<KeyScope, PortalError> {
-        let known = |name: &str| view.available_models().any(|(m, _)| m == name);
+    /// Checks the named models against the models the tenant can call and makes the domain's
+    /// scope (a model hidden from the tenant is as unknown as one that does not exist).
+    fn into_scope(self, view: &LiveView, tenant_id: &str) -> Result<KeyScope, PortalError> {
+        let known = |name: &str| view.model_for(tenant_id, name).is_some();
         let unknown = |name: &str| {
             PortalError::invalid("scope", format!("There is no model named '{name}'."))
         };
@@ -165,7 +166,7 @@ async fn create_key(
         ));
     }
     check_expiry(expires_at)?;
-    let scope = scope.into_scope(&state.live.view())?;
+    let scope = scope.into_scope(&state.live.view(), signed_in.scope.tenant_id())?;
     let key = generate_api_key();
     let key_id = uuid::Uuid::new_v4().to_string();
     let create = ApiKeyCommand::Create {
@@ -203,7 +204,9 @@ async fn update_key(
                 "This key is revoked; it can no longer be changed.",
             ));
         }
-        scope.map(|s| s.into_scope(&view)).transpose()?
+        scope
+            .map(|s| s.into_scope(&view, signed_in.scope.tenant_id()))
+            .transpose()?
     };
     let metadata = tenant_meta(signed_in, request);
     if let Some(name) = name {
@@ -312,8 +315,8 @@ struct ModelChoice {
     selected: bool,
 }
 
-fn choices(view: &LiveView, selected: &[String]) -> Vec<ModelChoice> {
-    view.available_models()
+fn choices(view: &LiveView, tenant_id: &str, selected: &[String]) -> Vec<ModelChoice> {
+    view.models_for(tenant_id)
         .map(|(name, model)| ModelChoice {
             name: name.clone(),
             display_name: model.details.display_name.clone(),
@@ -354,6 +357,7 @@ async fn keys_page(
 ) -> Result<KeysPage, PortalError> {
     let totals = signed_in.scope.key_totals(&state.db).await?;
     let view = state.live.view();
+    let tenant_id = signed_in.scope.tenant_id();
     let now = Utc::now();
     let keys = signed_in
         .scope
@@ -364,8 +368,8 @@ async fn keys_page(
     Ok(KeysPage {
         chrome: Chrome::new(signed_in, "keys"),
         keys,
-        models: choices(&view, &draft.models),
-        fixed_choices: choices(&view, std::slice::from_ref(&draft.fixed_model)),
+        models: choices(&view, tenant_id, &draft.models),
+        fixed_choices: choices(&view, tenant_id, std::slice::from_ref(&draft.fixed_model)),
         draft,
         error,
         notice,
@@ -518,6 +522,7 @@ async fn edit_view(
 ) -> Result<KeyEditPage, PortalError> {
     let totals = signed_in.scope.key_totals(&state.db).await?;
     let view = state.live.view();
+    let tenant_id = signed_in.scope.tenant_id();
     let key = signed_in.scope.key(&view, key_id)?;
     let (scope_kind, selected, fixed) = match &key.scope {
         KeyScope::Auto => ("auto", vec![], String::new()),
@@ -529,8 +534,8 @@ async fn edit_view(
         key: row(key, totals.get(key_id), Utc::now()),
         revoked: key.revoked,
         scope_kind,
-        models: choices(&view, &selected),
-        fixed_choices: choices(&view, std::slice::from_ref(&fixed)),
+        models: choices(&view, tenant_id, &selected),
+        fixed_choices: choices(&view, tenant_id, std::slice::from_ref(&fixed)),
         error,
     })
 }

@@ -5,16 +5,18 @@
 //! which only a live session yields (`session.rs`); API keys never sign a person in.
 //! Pages work without JavaScript; `static/portal.js` only adds copy buttons and live refresh.
 
-mod account;
+pub(crate) mod account;
 mod dashboard;
-mod error;
-mod format;
+pub(crate) mod error;
+pub(crate) mod format;
 mod keys;
-mod models;
+pub(crate) mod login;
+pub(crate) mod models;
 mod openapi;
-mod recharge;
+pub(crate) mod recharge;
+mod referral;
 mod scope;
-mod session;
+pub(crate) mod session;
 mod statements;
 mod usage;
 
@@ -27,7 +29,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use error::PortalError;
+pub use error::{PortalError, Site};
 pub use format::money as format_money;
 pub use scope::TenantScope;
 pub use session::SignedIn;
@@ -110,6 +112,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(recharge::receipt_pdf),
         )
         .route("/receipts/verify", get(recharge::verify_page))
+        .route("/r/{code}", get(referral::link))
         .route(
             "/portal/recharge/sandbox/{id}",
             get(recharge::sandbox_page).post(recharge::sandbox_submit),
@@ -166,7 +169,7 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
 ];
 
-async fn page_headers(mut response: Response) -> Response {
+pub async fn page_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in PAGE_HEADERS {
         if !headers.contains_key(&name) {
@@ -176,9 +179,9 @@ async fn page_headers(mut response: Response) -> Response {
     response
 }
 
-/// The not-found page for a path under `/portal` that no route serves.
-pub async fn not_found_page(headers: &axum::http::HeaderMap) -> Response {
-    page_headers(error::not_found_page(headers)).await
+/// The not-found page for a path of a site (`/portal`, `/admin`, `/agent`) that no route serves.
+pub async fn not_found_page(headers: &axum::http::HeaderMap, site: Site) -> Response {
+    page_headers(error::not_found_page(headers, site)).await
 }
 
 async fn stylesheet() -> Response {

@@ -117,11 +117,12 @@ fn model_view(base: &str, name: &str, model: &ModelEntry) -> ModelView {
     }
 }
 
-fn available(state: &AppState, base: &str) -> Vec<ModelView> {
+/// The models the signed-in tenant can call (visible to it by id or plan).
+fn available(state: &AppState, signed_in: &SignedIn, base: &str) -> Vec<ModelView> {
     state
         .live
         .view()
-        .available_models()
+        .models_for(signed_in.scope.tenant_id())
         .map(|(name, model)| model_view(base, name, model))
         .collect()
 }
@@ -131,9 +132,9 @@ fn available(state: &AppState, base: &str) -> Vec<ModelView> {
 pub async fn api(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    _signed_in: SignedIn,
+    signed_in: SignedIn,
 ) -> Json<Vec<ModelView>> {
-    Json(available(&state, &base_url(&state, &headers)))
+    Json(available(&state, &signed_in, &base_url(&state, &headers)))
 }
 
 /// A model row of the page, its prices already formatted.
@@ -173,7 +174,7 @@ pub async fn page(
     Query(query): Query<ModelQuery>,
 ) -> Result<Response, PortalError> {
     let base = base_url(&state, &headers);
-    let models = available(&state, &base);
+    let models = available(&state, &signed_in, &base);
     let selected = query
         .model
         .filter(|m| models.iter().any(|v| &v.id == m))

@@ -65,6 +65,55 @@ impl Modify for SessionCookie {
     }
 }
 
+/// The whole document: the tenant portal's API, the console's (`/api/admin`) and the agent
+/// portal's (`/api/agent`), each secured by its own session cookie.
+pub fn full_document() -> utoipa::openapi::OpenApi {
+    let mut document = PortalApi::openapi();
+    document.info.title =
+        "Model Router people API: tenant portal, operations console, agents".into();
+    document.merge(secured_by(
+        crate::admin::openapi(),
+        "admin_session",
+        crate::portal::session::cookie_name(crate::store::sessions::Realm::Operator),
+    ));
+    document.merge(secured_by(
+        crate::agent::openapi(),
+        "agent_session",
+        crate::portal::session::cookie_name(crate::store::sessions::Realm::Agent),
+    ));
+    document
+}
+
+/// Declares `cookie` as scheme `scheme` and requires it on every operation of `part` that says
+/// nothing else (sign-in says `security(())`).
+pub fn secured_by(
+    mut part: utoipa::openapi::OpenApi,
+    scheme: &str,
+    cookie: &str,
+) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::SecurityRequirement;
+    let components = part.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        scheme,
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(cookie))),
+    );
+    for item in part.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security.get_or_insert_with(|| {
+                vec![SecurityRequirement::new(scheme, Vec::<String>::new())]
+            });
+        }
+    }
+    part
+}
+
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(PortalApi::openapi())
+    Json(full_document())
 }

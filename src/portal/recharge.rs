@@ -121,7 +121,7 @@ fn order_line(order: &OrderRow) -> OrderLine {
         placed: format::time(&order.placed_at),
         amount: format::money(order.amount),
         method: orders::method_name(&order.method),
-        state: order.state.clone(),
+        state: orders::state_text(order),
         ok: order.state == "paid",
     }
 }

@@ -22,8 +22,9 @@ use subtle::ConstantTimeEq;
 
 use super::{PortalError, TenantScope};
 use crate::gateway::AppState;
-use crate::store::sessions::{self, SessionPolicy};
+use crate::store::sessions::{self, Realm, Session, SessionPolicy};
 
+/// The tenant's session cookie. Operators and agents have their own ([`cookie_name`]).
 pub const SESSION_COOKIE: &str = "mr_session";
 /// The double-submit token of the pre-sign-in forms.
 pub const CSRF_COOKIE: &str = "mr_csrf";
@@ -53,15 +54,67 @@ impl SignedIn {
 
     /// Checks a form's CSRF token against the session's.
     pub fn verify_csrf(&self, sent: &str) -> Result<(), PortalError> {
-        if same_secret(sent, &self.csrf) {
-            Ok(())
-        } else {
-            Err(PortalError::Csrf)
-        }
+        check_csrf(sent, &self.csrf)
     }
 }
 
-fn same_secret(sent: &str, expected: &str) -> bool {
+/// The cookie that carries a session of `realm`. Each realm has its own, so one browser may be
+/// signed in as a tenant and as an operator at once without either session opening the other's
+/// pages.
+pub fn cookie_name(realm: Realm) -> &'static str {
+    match realm {
+        Realm::Tenant => SESSION_COOKIE,
+        Realm::Operator => "mr_admin_session",
+        Realm::Agent => "mr_agent_session",
+    }
+}
+
+/// The live session of `realm` the request's cookie names, with its token.
+pub async fn current_session(
+    parts: &Parts,
+    state: &AppState,
+    realm: Realm,
+) -> Result<(Session, String), PortalError> {
+    let jar = CookieJar::from_headers(&parts.headers);
+    let token = jar
+        .get(cookie_name(realm))
+        .map(|cookie| cookie.value().to_string())
+        .ok_or(PortalError::SignedOut)?;
+    let session = sessions::find_session(&state.db, realm, &token, Utc::now(), &policy(state))
+        .await?
+        .ok_or(PortalError::SignedOut)?;
+    Ok((session, token))
+}
+
+/// The CSRF token a JSON write sent in `X-CSRF-Token`.
+pub fn sent_csrf(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Checks a form's or a header's CSRF token against the session's, for every site.
+pub fn check_csrf(sent: &str, session_csrf: &str) -> Result<(), PortalError> {
+    if same_secret(sent, session_csrf) {
+        Ok(())
+    } else {
+        Err(PortalError::Csrf)
+    }
+}
+
+/// A session check for pages that also serve visitors who are not signed in (the sign-in pages):
+/// signed out, or suspended, is `None`; any other failure stays an error.
+pub fn signed_in_or_none<T>(checked: Result<T, PortalError>) -> Result<Option<T>, PortalError> {
+    match checked {
+        Ok(signed_in) => Ok(Some(signed_in)),
+        Err(PortalError::SignedOut | PortalError::Suspended) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+pub fn same_secret(sent: &str, expected: &str) -> bool {
     !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
 }
 
@@ -72,27 +125,20 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        let token = jar
-            .get(SESSION_COOKIE)
-            .map(|cookie| cookie.value().to_string())
-            .ok_or(PortalError::SignedOut)?;
-        let session = sessions::find_session(&state.db, &token, Utc::now(), &policy(state))
-            .await?
-            .ok_or(PortalError::SignedOut)?;
-        let tenant = match state.live.view().tenants.get(&session.tenant_id) {
+        let (session, token) = current_session(parts, state, Realm::Tenant).await?;
+        let tenant = match state.live.view().tenants.get(&session.subject_id) {
             Some(tenant) => tenant.clone(),
             None => {
                 // Signed up a moment ago on another replica: read the log once more.
                 state
                     .live
-                    .include(&state.db, TENANT, &session.tenant_id)
+                    .include(&state.db, TENANT, &session.subject_id)
                     .await?;
                 state
                     .live
                     .view()
                     .tenants
-                    .get(&session.tenant_id)
+                    .get(&session.subject_id)
                     .cloned()
                     .ok_or(PortalError::SignedOut)?
             }
@@ -102,7 +148,7 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
             return Err(PortalError::Suspended);
         }
         Ok(SignedIn {
-            scope: TenantScope::signed_in(session.tenant_id),
+            scope: TenantScope::signed_in(session.subject_id),
             email: tenant.email,
             name: tenant.name,
             csrf: session.csrf,
@@ -119,12 +165,9 @@ impl axum::extract::OptionalFromRequestParts<Arc<AppState>> for SignedIn {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match <SignedIn as FromRequestParts<Arc<AppState>>>::from_request_parts(parts, state).await
-        {
-            Ok(signed_in) => Ok(Some(signed_in)),
-            Err(PortalError::SignedOut | PortalError::Suspended) => Ok(None),
-            Err(other) => Err(other),
-        }
+        signed_in_or_none(
+            <SignedIn as FromRequestParts<Arc<AppState>>>::from_request_parts(parts, state).await,
+        )
     }
 }
 
@@ -139,12 +182,7 @@ impl FromRequestParts<Arc<AppState>> for ApiWriter {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let signed_in = SignedIn::from_request_parts(parts, state).await?;
-        let sent = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        signed_in.verify_csrf(sent)?;
+        signed_in.verify_csrf(sent_csrf(parts))?;
         Ok(ApiWriter(signed_in))
     }
 }
@@ -176,15 +214,20 @@ fn cookie(
         .build()
 }
 
-/// The cookie that carries a new session. It lives as long as the browser does; the server
-/// ends the session on its own clock.
-pub fn session_cookie(state: &AppState, headers: &HeaderMap, token: String) -> Cookie<'static> {
-    cookie(state, headers, SESSION_COOKIE, token)
+/// The cookie that carries a new session of `realm`. It lives as long as the browser does; the
+/// server ends the session on its own clock.
+pub fn session_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    realm: Realm,
+    token: String,
+) -> Cookie<'static> {
+    cookie(state, headers, cookie_name(realm), token)
 }
 
-/// Removes the session cookie from the browser.
-pub fn clear_session(jar: CookieJar) -> CookieJar {
-    jar.remove(Cookie::build(SESSION_COOKIE).path("/"))
+/// Removes the session cookie of `realm` from the browser.
+pub fn clear_session(jar: CookieJar, realm: Realm) -> CookieJar {
+    jar.remove(Cookie::build(cookie_name(realm)).path("/"))
 }
 
 /// The pre-sign-in CSRF token: the browser's cookie when it has one, else a new one to set.

@@ -32,9 +32,12 @@ pub struct StatementRow {
     pub period: String,
     pub credits: i64,
     pub adjustments: i64,
+    /// Refunds of top-ups, given back to the tenant (a positive amount that lowers the balance).
+    pub refunds: i64,
     pub charges: i64,
     pub requests: i64,
-    /// Credits and adjustments less charges, from the first period to the end of this one.
+    /// Credits and adjustments less refunds and charges, from the first period to the end of
+    /// this one.
     pub closing_balance: i64,
 }
 
@@ -85,6 +88,9 @@ async fn statement(
             Ok(AccountEvent::Adjusted { amount, .. }) => {
                 entry(&mut rows, key_len, &event.recorded_at).adjustments += amount.0
             }
+            Ok(AccountEvent::Refunded { amount, .. }) => {
+                entry(&mut rows, key_len, &event.recorded_at).refunds += amount.0
+            }
             Ok(_) => {}
             Err(error) => return Err(PortalError::internal(error)),
         }
@@ -99,7 +105,7 @@ async fn statement(
     let mut out: Vec<StatementRow> = rows
         .into_values()
         .map(|mut row| {
-            balance += row.credits + row.adjustments - row.charges;
+            balance += row.credits + row.adjustments - row.refunds - row.charges;
             row.closing_balance = balance;
             row
         })
@@ -112,6 +118,7 @@ struct Line {
     period: String,
     credits: String,
     adjustments: String,
+    refunds: String,
     charges: String,
     requests: String,
     closing: String,
@@ -136,14 +143,13 @@ pub async fn page(
     let key_len = query.key_len()?;
     let rows = statement(&state, &signed_in, key_len).await?;
     let line = |period: String,
-                credits: i64,
-                adjustments: i64,
-                charges: i64,
+                [credits, adjustments, refunds, charges]: [i64; 4],
                 requests: i64,
                 closing: i64| Line {
         period,
         credits: format::money_column(credits),
         adjustments: format::money_column(adjustments),
+        refunds: format::money_column(refunds),
         charges: format::money_column(charges),
         requests: format::count(requests),
         closing: format::money_column(closing),
@@ -151,9 +157,12 @@ pub async fn page(
     let sum = |f: fn(&StatementRow) -> i64| rows.iter().map(f).sum::<i64>();
     let total = line(
         "Total".into(),
-        sum(|r| r.credits),
-        sum(|r| r.adjustments),
-        sum(|r| r.charges),
+        [
+            sum(|r| r.credits),
+            sum(|r| r.adjustments),
+            sum(|r| r.refunds),
+            sum(|r| r.charges),
+        ],
         sum(|r| r.requests),
         rows.first().map_or(0, |r| r.closing_balance),
     );
@@ -167,9 +176,7 @@ pub async fn page(
             .map(|r| {
                 line(
                     r.period.clone(),
-                    r.credits,
-                    r.adjustments,
-                    r.charges,
+                    [r.credits, r.adjustments, r.refunds, r.charges],
                     r.requests,
                     r.closing_balance,
                 )
@@ -199,6 +206,8 @@ pub async fn csv(
         "adjustments_micros",
         "charges_micros",
         "closing_balance_micros",
+        "refunds",
+        "refunds_micros",
     ];
     out.write_record(header_row)
         .map_err(PortalError::internal)?;
@@ -215,6 +224,8 @@ pub async fn csv(
             r.adjustments.to_string(),
             r.charges.to_string(),
             r.closing_balance.to_string(),
+            money(r.refunds),
+            r.refunds.to_string(),
         ])
         .map_err(PortalError::internal)?;
     }

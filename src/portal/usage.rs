@@ -286,14 +286,7 @@ const CSV_HEADER: [&str; 18] = [
     "ttft_ms",
 ];
 
-/// Spreadsheets run cells that start with these as formulas; a leading `'` keeps them text.
-fn cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    }
-}
+use super::format::csv_cell as cell;
 
 fn csv_rows(rows: &[UsageRow], names: &HashMap<String, (String, String)>) -> Vec<u8> {
     let mut out = csv::Writer::from_writer(Vec::new());

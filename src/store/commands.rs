@@ -10,6 +10,7 @@ use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, CqrsFramework, EventEnvelope, EventStore,
 };
 use modelrouter_domain::account::Account;
+use modelrouter_domain::agent::Agent;
 use modelrouter_domain::api_key::ApiKey;
 use modelrouter_domain::catalog::CatalogModel;
 use modelrouter_domain::metadata::Metadata;
@@ -257,6 +258,7 @@ pub struct Commands {
     pub operators: Cqrs<Operator>,
     pub recharges: Cqrs<RechargeOrder>,
     pub prepaid: Cqrs<PrepaidCode>,
+    pub agents: Cqrs<Agent>,
 }
 
 impl Commands {
@@ -271,6 +273,7 @@ impl Commands {
             operators: Cqrs::new(&db, None),
             recharges: Cqrs::new(&db, None),
             prepaid: Cqrs::new(&db, None),
+            agents: Cqrs::new(&db, None),
             db,
         }
     }

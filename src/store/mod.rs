@@ -35,6 +35,7 @@ pub async fn open(url: &str) -> Result<Db, StoreError> {
 pub enum LoginKind {
     Tenant,
     Operator,
+    Agent,
 }
 
 impl LoginKind {
@@ -42,6 +43,7 @@ impl LoginKind {
         match self {
             LoginKind::Tenant => "tenant",
             LoginKind::Operator => "operator",
+            LoginKind::Agent => "agent",
         }
     }
 }
@@ -80,6 +82,28 @@ pub async fn release_email(db: &Db, email: &str, owner_id: &str) -> Result<(), s
             .await
             .map(|_| ())
     })
+}
+
+/// Reserves an agent's referral code, so two agents never share one. Codes live in the same
+/// unique table as emails, under a `referral:` key no email can have. Returns false when taken.
+pub async fn reserve_referral_code(
+    db: &Db,
+    code: &str,
+    agent_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let _writing = db.write_lock().await;
+    let inserted = on_db!(db, pool => {
+        sqlx::query(
+            "INSERT INTO email_reservations (email, kind, owner_id) VALUES ($1, 'referral', $2)
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(format!("referral:{code}"))
+        .bind(agent_id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(inserted == 1)
 }
 
 /// The owner of a reserved email, if any.

@@ -1,4 +1,6 @@
-//! Tenant portal sessions and sign-in throttling, shared by every replica on one database.
+//! Sessions of people (tenants, operators, agents) and sign-in throttling, shared by every
+//! replica on one database. Each session belongs to one [`Realm`]: a tenant's token never opens
+//! an operator's or an agent's pages, and the other way round.
 //!
 //! These are plain tables, not events: a session or a failed sign-in is access state, not a
 //! business fact. Nobody replays them, they change on every page view or wrong password, and
@@ -26,6 +28,24 @@ pub struct SessionPolicy {
     pub absolute: Duration,
 }
 
+/// Which kind of identity a session signs in: they are separate people with separate logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realm {
+    Tenant,
+    Operator,
+    Agent,
+}
+
+impl Realm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Realm::Tenant => "tenant",
+            Realm::Operator => "operator",
+            Realm::Agent => "agent",
+        }
+    }
+}
+
 /// A session just created. The token goes into the cookie and exists nowhere else, which is
 /// why this type has no `Debug`: it must not end up in a log.
 pub struct NewSession {
@@ -37,7 +57,8 @@ pub struct NewSession {
 /// A live session, as a request sees it.
 #[derive(Debug, Clone)]
 pub struct Session {
-    pub tenant_id: String,
+    /// The tenant, operator or agent id, by the session's realm.
+    pub subject_id: String,
     pub csrf: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -55,10 +76,12 @@ pub fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Starts a session for `tenant_id`, ending at the latest `policy.absolute` after `now`.
+/// Starts a session for `subject_id` in `realm`, ending at the latest `policy.absolute` after
+/// `now`.
 pub async fn create_session(
     db: &Db,
-    tenant_id: &str,
+    realm: Realm,
+    subject_id: &str,
     now: DateTime<Utc>,
     policy: &SessionPolicy,
 ) -> Result<NewSession, sqlx::Error> {
@@ -70,11 +93,12 @@ pub async fn create_session(
     on_db!(db, pool => {
         sqlx::query(
             "INSERT INTO portal_sessions
-                    (token_hash, tenant_id, csrf, created_at, last_seen_at, expires_at)
-             VALUES ($1, $2, $3, $4, $4, $5)",
+                    (token_hash, realm, subject_id, csrf, created_at, last_seen_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
         )
         .bind(token_hash(&token))
-        .bind(tenant_id)
+        .bind(realm.as_str())
+        .bind(subject_id)
         .bind(&csrf)
         .bind(now)
         .bind(expires_at)
@@ -89,10 +113,11 @@ pub async fn create_session(
     })
 }
 
-/// The live session a cookie token names, if any. Refreshes last_seen_at, but writes at most
-/// once a minute per session, so page views do not each cost a write.
+/// The live session of `realm` a cookie token names, if any. Refreshes last_seen_at, but writes
+/// at most once a minute per session, so page views do not each cost a write.
 pub async fn find_session(
     db: &Db,
+    realm: Realm,
     token: &str,
     now: DateTime<Utc>,
     policy: &SessionPolicy,
@@ -102,14 +127,15 @@ pub async fn find_session(
     let idle_since = now.saturating_sub(secs(policy.idle));
     let row: Option<(String, String, i64, i64, i64)> = on_db!(db, pool => {
         sqlx::query_as(
-            "SELECT tenant_id, csrf, created_at, last_seen_at, expires_at
-               FROM portal_sessions WHERE token_hash = $1",
+            "SELECT subject_id, csrf, created_at, last_seen_at, expires_at
+               FROM portal_sessions WHERE token_hash = $1 AND realm = $2",
         )
         .bind(&hash)
+        .bind(realm.as_str())
         .fetch_optional(pool)
         .await
     })?;
-    let Some((tenant_id, csrf, created_at, last_seen_at, expires_at)) = row else {
+    let Some((subject_id, csrf, created_at, last_seen_at, expires_at)) = row else {
         return Ok(None);
     };
 
@@ -149,7 +175,7 @@ pub async fn find_session(
     }
 
     Ok(Some(Session {
-        tenant_id,
+        subject_id,
         csrf,
         created_at: at(created_at),
         expires_at: at(expires_at),
@@ -169,11 +195,12 @@ pub async fn end_session(db: &Db, token: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Ends every session of a tenant except (optionally) the one whose token is given — after a
-/// password change.
-pub async fn end_tenant_sessions(
+/// Ends every session of one subject in `realm` except (optionally) the one whose token is
+/// given — after a password change, a suspension or a reset.
+pub async fn end_subject_sessions(
     db: &Db,
-    tenant_id: &str,
+    realm: Realm,
+    subject_id: &str,
     except_token: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
     let keep = except_token.map(token_hash);
@@ -181,12 +208,15 @@ pub async fn end_tenant_sessions(
     let ended = on_db!(db, pool => {
         match &keep {
             Some(keep) => sqlx::query(
-                "DELETE FROM portal_sessions WHERE tenant_id = $1 AND token_hash <> $2",
+                "DELETE FROM portal_sessions
+                  WHERE realm = $1 AND subject_id = $2 AND token_hash <> $3",
             )
-            .bind(tenant_id)
+            .bind(realm.as_str())
+            .bind(subject_id)
             .bind(keep),
-            None => sqlx::query("DELETE FROM portal_sessions WHERE tenant_id = $1")
-                .bind(tenant_id),
+            None => sqlx::query("DELETE FROM portal_sessions WHERE realm = $1 AND subject_id = $2")
+                .bind(realm.as_str())
+                .bind(subject_id),
         }
         .execute(pool)
         .await?

@@ -122,6 +122,7 @@ async function statementRows(target = page) {
     period: row.Period,
     credits: micros(row.Credits),
     adjustments: micros(row.Adjustments),
+    refunds: micros(row.Refunds),
     charges: micros(row.Charges),
     requests: count(row.Requests),
     closing: micros(row['Closing balance']),
@@ -380,7 +381,7 @@ describe('a tenant pays for the gateway in the portal', () => {
     }
     assert.equal(response.status(), 200);
     const headers = await page.locator('#statements-table thead th').allTextContents();
-    assert.deepEqual(headers.map((h) => h.trim()), ['Period', 'Credits', 'Adjustments', 'Charges', 'Requests', 'Closing balance']);
+    assert.deepEqual(headers.map((h) => h.trim()), ['Period', 'Credits', 'Adjustments', 'Refunds', 'Charges', 'Requests', 'Closing balance']);
 
     // A journey that crossed midnight at a month's end has two months: compare their sum.
     const month = new Date().toISOString().slice(0, 7);
@@ -391,6 +392,7 @@ describe('a tenant pays for the gateway in the portal', () => {
     const sum = (rows, field) => rows.reduce((total, r) => total + r[field], 0);
     assert.equal(sum(monthly, 'credits'), credited, 'credits: the trial credit, the paid orders and the code');
     assert.equal(sum(monthly, 'adjustments'), 0);
+    assert.equal(sum(monthly, 'refunds'), 0, 'no order was refunded');
     assert.equal(sum(monthly, 'charges'), spent, 'charges: the usage page\'s total cost');
     assert.equal(sum(monthly, 'requests'), 3);
     assert.equal(latest.closing, credited - spent, 'closing balance: credits less charges');

@@ -251,3 +251,17 @@ export async function hiddenSideways(page) {
     return found;
   });
 }
+
+/**
+ * `hiddenSideways`, measured against the device's own width as well. On a phone (`isMobile`)
+ * Chromium widens the layout viewport to fit content that is too wide, so `innerWidth` grows
+ * with the overflow and the page never looks wider than the window; the screen does not grow.
+ */
+export async function hiddenSidewaysOn(page, device) {
+  const found = await hiddenSideways(page);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (width > device.viewport.width + 1 && !found.includes('the page')) {
+    found.push(`the page is ${width}px wide on a ${device.viewport.width}px screen`);
+  }
+  return found;
+}

@@ -45,6 +45,31 @@ impl Visitor {
         visitor
     }
 
+    /// Creates an operator in the store and signs it in to the console (its own cookie).
+    pub async fn operator(base: &str, core: &modelrouter::server::Core, email: &str) -> Visitor {
+        modelrouter::admin::create_operator(
+            &core.commands,
+            email,
+            modelrouter_domain::operator::OperatorRole::Admin,
+            PASSWORD,
+            &modelrouter_domain::metadata::Actor::Cli,
+        )
+        .await
+        .unwrap();
+        let mut visitor = Visitor::new(base);
+        let response = visitor
+            .http
+            .post(visitor.url("/api/admin/login"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "the operator signs in");
+        let body: Value = response.json().await.unwrap();
+        visitor.csrf = body["csrf_token"].as_str().unwrap().to_string();
+        visitor
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }

@@ -15,6 +15,8 @@ pub struct BalanceRow {
     pub credited: i64,
     pub adjusted: i64,
     pub settled: i64,
+    /// Refunds of recharge orders taken from the balance.
+    pub refunded: i64,
     pub outstanding: i64,
     pub calls: i64,
     pub updated_at: String,
@@ -29,29 +31,33 @@ pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), 
         return Ok(());
     };
     let tenant = event.aggregate_id.as_str();
-    // (balance, credited, adjusted, settled, calls) deltas
-    let (balance, credited, adjusted, settled, calls) = match &payload {
-        AccountEvent::Credited { amount, .. } => (amount.0, amount.0, 0, 0, 0),
-        AccountEvent::Adjusted { amount, .. } => (amount.0, 0, amount.0, 0, 0),
+    // (balance, credited, adjusted, settled, refunded, calls) deltas
+    let (balance, credited, adjusted, settled, refunded, calls) = match &payload {
+        AccountEvent::Credited { amount, .. } => (amount.0, amount.0, 0, 0, 0, 0),
+        AccountEvent::Adjusted { amount, .. } => (amount.0, 0, amount.0, 0, 0, 0),
+        AccountEvent::Refunded { amount, .. } => (-amount.0, 0, 0, 0, amount.0, 0),
         AccountEvent::UsageSettled { used, calls, .. } => (
             -used.0,
             0,
             0,
             used.0,
+            0,
             i64::try_from(*calls).unwrap_or(i64::MAX),
         ),
-        _ => (0, 0, 0, 0, 0),
+        _ => (0, 0, 0, 0, 0, 0),
     };
     on_tx!(tx, conn => {
         sqlx::query(
             "INSERT INTO balances
-               (tenant_id, balance, credited, adjusted, settled, outstanding, calls, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
+               (tenant_id, balance, credited, adjusted, settled, outstanding, calls, updated_at,
+                refunded)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8)
              ON CONFLICT (tenant_id) DO UPDATE SET
                balance = balances.balance + excluded.balance,
                credited = balances.credited + excluded.credited,
                adjusted = balances.adjusted + excluded.adjusted,
                settled = balances.settled + excluded.settled,
+               refunded = balances.refunded + excluded.refunded,
                calls = balances.calls + excluded.calls,
                updated_at = excluded.updated_at",
         )
@@ -62,6 +68,7 @@ pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), 
         .bind(settled)
         .bind(calls)
         .bind(&event.recorded_at)
+        .bind(refunded)
         .execute(&mut *conn)
         .await?;
         match &payload {
@@ -120,7 +127,8 @@ pub async fn balance_of(db: &Db, tenant_id: &str) -> Result<Option<BalanceRow>, 
 pub async fn all(db: &Db, tenant_id: Option<&str>) -> Result<Vec<BalanceRow>, sqlx::Error> {
     crate::on_db!(db, pool => {
         sqlx::query(
-            "SELECT tenant_id, balance, credited, adjusted, settled, outstanding, calls, updated_at
+            "SELECT tenant_id, balance, credited, adjusted, settled, refunded, outstanding, calls,
+                    updated_at
                FROM balances WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id",
         )
         .bind(tenant_id)
@@ -134,6 +142,7 @@ pub async fn all(db: &Db, tenant_id: Option<&str>) -> Result<Vec<BalanceRow>, sq
                 credited: row.try_get("credited")?,
                 adjusted: row.try_get("adjusted")?,
                 settled: row.try_get("settled")?,
+                refunded: row.try_get("refunded")?,
                 outstanding: row.try_get("outstanding")?,
                 calls: row.try_get("calls")?,
                 updated_at: row.try_get("updated_at")?,

@@ -3,12 +3,15 @@
 //! or skips one. Replicas share the work safely: a batch holds the checkpoint row's lock.
 
 pub mod balances;
+pub mod commissions;
+pub mod provider_health;
 pub mod recharges;
 pub mod usage;
 pub mod usage_report;
 
 use modelrouter_domain::aggregate_types as types;
 use sqlx::{Postgres, Row, Sqlite, Transaction};
+use std::time::Duration;
 
 use crate::db::{Db, StoredEvent, TailPosition};
 
@@ -58,13 +61,17 @@ pub enum Projection {
     Balances,
     Usage,
     Recharges,
+    Commissions,
+    ProviderHealth,
 }
 
 impl Projection {
-    pub const ALL: [Projection; 3] = [
+    pub const ALL: [Projection; 5] = [
         Projection::Balances,
         Projection::Usage,
         Projection::Recharges,
+        Projection::Commissions,
+        Projection::ProviderHealth,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +79,8 @@ impl Projection {
             Projection::Balances => "balances",
             Projection::Usage => "usage",
             Projection::Recharges => "recharges",
+            Projection::Commissions => "commissions",
+            Projection::ProviderHealth => "provider_health",
         }
     }
 
@@ -85,16 +94,29 @@ impl Projection {
             Projection::Balances => &["balances", "balance_leases"],
             Projection::Usage => &["usage_calls", "lease_usage"],
             Projection::Recharges => &["recharge_orders", "recharge_history", "prepaid_codes"],
+            Projection::Commissions => &[
+                "agent_rates",
+                "agent_tenants",
+                "agent_commissions",
+                "agent_payouts",
+            ],
+            Projection::ProviderHealth => &["provider_health"],
         }
     }
 
     fn concerns(self, aggregate_type: &str) -> bool {
         match self {
             Projection::Balances => aggregate_type == types::ACCOUNT,
-            Projection::Usage => aggregate_type == types::INFERENCE_CALL,
+            Projection::Usage | Projection::ProviderHealth => {
+                aggregate_type == types::INFERENCE_CALL
+            }
             Projection::Recharges => matches!(
                 aggregate_type,
                 types::RECHARGE_ORDER | types::PREPAID_CODE | types::ACCOUNT
+            ),
+            Projection::Commissions => matches!(
+                aggregate_type,
+                types::TENANT | types::AGENT | types::ACCOUNT
             ),
         }
     }
@@ -108,9 +130,16 @@ impl Projection {
                 Ok(())
             }
             Projection::Usage => usage::apply_batch(tx, events).await,
+            Projection::ProviderHealth => provider_health::apply_batch(tx, events).await,
             Projection::Recharges => {
                 for event in events {
                     recharges::apply(tx, event).await?;
+                }
+                Ok(())
+            }
+            Projection::Commissions => {
+                for event in events {
+                    commissions::apply(tx, event).await?;
                 }
                 Ok(())
             }
@@ -122,7 +151,9 @@ impl Projection {
 pub enum ProjectionError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("unknown projection {0:?}; known: balances, usage, recharges")]
+    #[error(
+        "unknown projection {0:?}; known: balances, usage, recharges, commissions, provider_health"
+    )]
     Unknown(String),
 }
 
@@ -170,9 +201,42 @@ async fn save_checkpoint(
     })
 }
 
-/// Applies every event after the projection's checkpoint, in batches of `batch` events.
+/// How long [`catch_up`] waits for transactions older than the caller's own write to end.
+const OWN_WRITE_WAIT: Duration = Duration::from_secs(5);
+
+/// Applies every event committed before the call, so a handler that reads the projection
+/// after its own write sees it. On PostgreSQL the readable tail trails a commit while older
+/// transactions are still open (migration 0002); this waits for them, up to a few seconds.
 /// Returns how many events it read.
 pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usize, sqlx::Error> {
+    let target = db.committed_head().await?;
+    let deadline = tokio::time::Instant::now() + OWN_WRITE_WAIT;
+    let mut pause = Duration::from_millis(1);
+    let mut total = 0;
+    loop {
+        if checkpoint(db, projection).await? >= target {
+            return Ok(total);
+        }
+        total += advance(db, projection, batch).await?;
+        if checkpoint(db, projection).await? >= target {
+            return Ok(total);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                projection = projection.name(),
+                "an older transaction is still open; the projection trails the newest commit"
+            );
+            return Ok(total);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Applies every event the tail can read now, in batches of `batch` events, without waiting
+/// for older open transactions: what the background tailer calls. Returns how many events it
+/// read.
+pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usize, sqlx::Error> {
     // Nothing new since the checkpoint: done without a write transaction, so idle replicas and
     // tailers take no write lock (on SQLite, other processes — the CLI — then never wait on
     // them).
@@ -246,5 +310,7 @@ pub async fn dump(db: &Db, projection: Projection) -> Result<Vec<String>, sqlx::
         Projection::Balances => balances::dump(db).await,
         Projection::Usage => usage::dump(db).await,
         Projection::Recharges => recharges::dump(db).await,
+        Projection::Commissions => commissions::dump(db).await,
+        Projection::ProviderHealth => provider_health::dump(db).await,
     }
 }

@@ -45,13 +45,15 @@ pub struct OrderRow {
     pub mismatches: i64,
     pub credited_at: Option<String>,
     pub updated_at: String,
+    /// What has been refunded of the order (micro-units); the state stays `paid`.
+    pub refunded: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryRow {
     pub order_id: String,
     pub at: String,
-    /// `placed`, `checkout`, `paid`, `mismatch`, `failed`, `expired` or `credited`.
+    /// `placed`, `checkout`, `paid`, `mismatch`, `failed`, `expired`, `credited` or `refunded`.
     pub kind: String,
     pub detail: String,
 }
@@ -69,6 +71,8 @@ pub struct CodeRow {
     pub redeemed_by: Option<String>,
     pub redeemed_at: Option<String>,
     pub credited_at: Option<String>,
+    /// The code's first characters, for telling codes apart (absent on older codes).
+    pub prefix: Option<String>,
 }
 
 /// Micro-units as people write amounts: two to six decimals, by integer arithmetic.
@@ -267,6 +271,22 @@ async fn apply_order(
             set_state(tx, id, "expired", at).await?;
             history(tx, event, id, "expired", String::new()).await
         }
+        RechargeEvent::Refunded { amount, reason, .. } => {
+            on_tx!(tx, conn => {
+                sqlx::query(
+                    "UPDATE recharge_orders SET refunded = refunded + $2, updated_at = $3
+                      WHERE order_id = $1",
+                )
+                .bind(id)
+                .bind(amount.0)
+                .bind(at)
+                .execute(conn)
+                .await
+                .map(|_| ())
+            })?;
+            let detail = format!("{} refunded: {reason}", amount_text(amount.0));
+            history(tx, event, id, "refunded", detail).await
+        }
     }
 }
 
@@ -298,11 +318,12 @@ async fn apply_code(
             expires_at,
             note,
             issued_at,
+            prefix,
         } => on_tx!(tx, conn => {
             sqlx::query(
                 "INSERT INTO prepaid_codes
-                   (code_id, amount, currency, expires_at, note, issued_at, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'issued') ON CONFLICT (code_id) DO NOTHING",
+                   (code_id, amount, currency, expires_at, note, issued_at, state, prefix)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'issued', $7) ON CONFLICT (code_id) DO NOTHING",
             )
             .bind(id)
             .bind(amount.0)
@@ -310,6 +331,7 @@ async fn apply_code(
             .bind(expires_at.as_ref().map(time))
             .bind(&note)
             .bind(time(&issued_at))
+            .bind(&prefix)
             .execute(conn)
             .await
             .map(|_| ())
@@ -379,7 +401,7 @@ async fn apply_credit(
 
 const ORDER_COLUMNS: &str = "order_id, tenant_id, amount, currency, method, state, provider_ref, \
     pay_url, placed_at, expires_at, paid_at, paid_amount, confirmed_by, mismatches, credited_at, \
-    updated_at";
+    updated_at, refunded";
 
 fn order_row<R: Row>(row: &R) -> Result<OrderRow, sqlx::Error>
 where
@@ -406,6 +428,7 @@ where
         mismatches: row.try_get("mismatches")?,
         credited_at: row.try_get("credited_at")?,
         updated_at: row.try_get("updated_at")?,
+        refunded: row.try_get("refunded")?,
     })
 }
 
@@ -448,6 +471,50 @@ pub async fn orders(db: &Db, query: OrderQuery<'_>) -> Result<Vec<OrderRow>, sql
     })
 }
 
+/// What the console's order list filters by; absent filters match every order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderFilter<'a> {
+    pub state: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub tenant_id: Option<&'a str>,
+}
+
+/// Orders matching `filter`, newest first, paged; and how many match in all.
+pub async fn search(
+    db: &Db,
+    filter: OrderFilter<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<OrderRow>, i64), sqlx::Error> {
+    let condition = "($1 IS NULL OR state = $1) AND ($2 IS NULL OR method = $2)
+                     AND ($3 IS NULL OR tenant_id = $3)";
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM recharge_orders WHERE {condition}
+          ORDER BY placed_at DESC, order_id LIMIT $4 OFFSET $5"
+    );
+    let count = format!("SELECT COUNT(*) FROM recharge_orders WHERE {condition}");
+    crate::on_db!(db, pool => {
+        let rows = sqlx::query(&sql)
+            .bind(filter.state)
+            .bind(filter.method)
+            .bind(filter.tenant_id)
+            .bind(limit.max(0))
+            .bind(offset.max(0))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(order_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: i64 = sqlx::query_scalar(&count)
+            .bind(filter.state)
+            .bind(filter.method)
+            .bind(filter.tenant_id)
+            .fetch_one(pool)
+            .await?;
+        Ok((rows, total))
+    })
+}
+
 pub async fn order(db: &Db, order_id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
     let sql = format!("SELECT {ORDER_COLUMNS} FROM recharge_orders WHERE order_id = $1");
     crate::on_db!(db, pool => {
@@ -481,7 +548,7 @@ pub async fn order_history(db: &Db, order_id: &str) -> Result<Vec<HistoryRow>, s
 }
 
 const CODE_COLUMNS: &str = "code_id, amount, currency, expires_at, note, issued_at, state, \
-    redeemed_by, redeemed_at, credited_at";
+    redeemed_by, redeemed_at, credited_at, prefix";
 
 /// Prepaid codes: those one tenant redeemed (newest first), or all of them.
 pub async fn codes(db: &Db, redeemed_by: Option<&str>) -> Result<Vec<CodeRow>, sqlx::Error> {
@@ -507,6 +574,7 @@ pub async fn codes(db: &Db, redeemed_by: Option<&str>) -> Result<Vec<CodeRow>, s
                     redeemed_by: row.try_get("redeemed_by")?,
                     redeemed_at: row.try_get("redeemed_at")?,
                     credited_at: row.try_get("credited_at")?,
+                    prefix: row.try_get("prefix")?,
                 })
             })
             .collect()
