@@ -99,6 +99,10 @@ enum AdminCommand {
     Create {
         #[arg(long)]
         email: String,
+        /// admin (every change), finance (orders, refunds, vouchers, balances, payouts) or
+        /// support (tenants' accounts); every role may read every console page.
+        #[arg(long, default_value = "admin", value_parser = ["admin", "finance", "support"])]
+        role: String,
     },
 }
 
@@ -241,20 +245,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::Create { email },
+            command: AdminCommand::Create { email, role },
         } => {
+            let role: OperatorRole =
+                serde_json::from_value(serde_json::Value::String(role.clone()))
+                    .context("unknown role")?;
             let core = Core::open(&settings(&cli, default_listen)).await?;
             let password = modelrouter::crypto::generate_password();
             let email = modelrouter_domain::tenant::normalize_email(email)?;
             modelrouter::admin::create_operator(
                 &core.commands,
                 &email,
-                OperatorRole::Admin,
+                role,
                 &password,
                 &Actor::Cli,
             )
             .await?;
             println!("operator {email} created; one-time password: {password}");
+            println!("role: {}", modelrouter::admin::role_name(role));
             Ok(())
         }
         Command::Import { file } => {

@@ -91,6 +91,82 @@ async fn operators_and_tenants_never_open_each_others_pages() {
     env.finish().await;
 }
 
+/// Every operator reads every page; finance changes money, support tenants' accounts, and only
+/// admins the platform. A refused change is a 403 that says why, and changes nothing.
+#[tokio::test]
+async fn each_operator_role_changes_only_what_it_is_for() {
+    use modelrouter_domain::operator::OperatorRole;
+    let store = stores().await.remove(0);
+    let env = env(store).await;
+    let base = env.url("");
+    let core = env.store.core().await;
+    let finance =
+        Visitor::operator_as(&base, &core, "fin@example.com", OperatorRole::Finance).await;
+    let support =
+        Visitor::operator_as(&base, &core, "help@example.com", OperatorRole::Support).await;
+    let tenant = Visitor::sign_up(&base, "tenant@example.com").await;
+    let id = tenant_id(&core.db, "tenant@example.com").await;
+
+    for operator in [&finance, &support] {
+        for page in [
+            "/admin/providers",
+            "/admin/orders",
+            &format!("/admin/tenants/{id}"),
+        ] {
+            assert_eq!(operator.get(page).await.status(), StatusCode::OK, "{page}");
+        }
+        let (status, body) = operator
+            .write(
+                "POST",
+                "/api/admin/providers",
+                json!({"name": "x", "protocol": "openai", "base_url": "http://127.0.0.1:9"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"]["code"], "not_permitted");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Ask an admin"));
+    }
+
+    // Finance adjusts a balance; support may not, and the balance is as finance left it.
+    let adjust = format!("/api/admin/tenants/{id}/adjust");
+    let credit = json!({"amount": 5_000_000, "reason": "goodwill"});
+    let (status, body) = support.write("POST", &adjust, credit.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = finance.write("POST", &adjust, credit).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(tenant.balance().await, 5_000_000);
+
+    // Support suspends and reactivates; finance may not, by form or by JSON.
+    let suspend = format!("/admin/tenants/{id}/suspend");
+    let refused = finance
+        .form(
+            &suspend,
+            &[("csrf", &finance.csrf), ("reason", "fraud check")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("finance role"));
+    assert_eq!(tenant.json("/api/portal/dashboard").await.0, StatusCode::OK);
+    let (status, body) = support
+        .write(
+            "POST",
+            &format!("/api{suspend}"),
+            json!({"reason": "fraud check"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // The tenant's sessions ended with the suspension.
+    assert_eq!(
+        tenant.json("/api/portal/dashboard").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    drop(core);
+    env.finish().await;
+}
+
 #[tokio::test]
 async fn console_sign_in_is_rate_limited_like_the_portal() {
     let store = stores().await.remove(0);

@@ -15,6 +15,31 @@ pub enum OperatorRole {
     Support,
 }
 
+/// What a console change is about, for deciding which roles may make it. Reading is open to
+/// every operator; changes are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// Providers, credentials, the catalog, routes and agents: how the platform is built.
+    Platform,
+    /// Orders, refunds, vouchers, balance adjustments and commission payouts: money.
+    Money,
+    /// Tenants' accounts: suspension, password resets and plans.
+    Accounts,
+}
+
+impl OperatorRole {
+    /// Whether an operator of this role may make changes of this kind: admins everything,
+    /// finance money, support tenants' accounts.
+    pub fn may(self, duty: Duty) -> bool {
+        matches!(
+            (self, duty),
+            (OperatorRole::Admin, _)
+                | (OperatorRole::Finance, Duty::Money)
+                | (OperatorRole::Support, Duty::Accounts)
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OperatorCommand {
     Register {
@@ -145,5 +170,26 @@ mod tests {
                 role: OperatorRole::Support,
             })
             .then_expect_error(DomainError::AlreadyExists("operator"));
+    }
+
+    #[test]
+    fn admins_may_change_everything_finance_money_and_support_accounts() {
+        use Duty::*;
+        use OperatorRole::*;
+        let allowed: Vec<(OperatorRole, Duty)> = [Admin, Finance, Support]
+            .into_iter()
+            .flat_map(|role| [Platform, Money, Accounts].map(|duty| (role, duty)))
+            .filter(|(role, duty)| role.may(*duty))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                (Admin, Platform),
+                (Admin, Money),
+                (Admin, Accounts),
+                (Finance, Money),
+                (Support, Accounts)
+            ]
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! - secrets an operator enters (provider credentials, reset passwords) are never rendered back.
 
 mod account;
+mod roles;
 pub mod session;
 
 // Providers, credentials and their health.
@@ -41,6 +42,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
+pub use account::role_name;
 pub use session::{OperatorHandle, SignedInOperator};
 
 use modelrouter_domain::metadata::{Actor, Metadata};

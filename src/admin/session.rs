@@ -99,6 +99,7 @@ impl FromRequestParts<Arc<AppState>> for SignedInOperator {
             sessions::end_session(&state.db, &token).await?;
             return Err(PortalError::SignedOut);
         }
+        super::roles::check(operator.role, &parts.method, parts.uri.path())?;
         Ok(SignedInOperator {
             handle: OperatorHandle { operator_id: id },
             email: operator.email,

@@ -36,6 +36,9 @@ pub enum PortalError {
     Locked(DateTime<Utc>),
     #[error("This account is suspended. Contact support to restore it.")]
     Suspended,
+    /// A signed-in operator whose role may not make this change.
+    #[error("{0}")]
+    NotPermitted(String),
     #[error("Something went wrong on our side. Please try again in a moment.")]
     Internal,
 }
@@ -56,7 +59,9 @@ impl PortalError {
     pub fn status(&self) -> StatusCode {
         match self {
             PortalError::SignedOut | PortalError::BadLogin => StatusCode::UNAUTHORIZED,
-            PortalError::Csrf | PortalError::Suspended => StatusCode::FORBIDDEN,
+            PortalError::Csrf | PortalError::Suspended | PortalError::NotPermitted(_) => {
+                StatusCode::FORBIDDEN
+            }
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PortalError::EmailTaken => StatusCode::CONFLICT,
@@ -76,6 +81,7 @@ impl PortalError {
             PortalError::BadLogin => "bad_login",
             PortalError::Locked(_) => "locked",
             PortalError::Suspended => "suspended",
+            PortalError::NotPermitted(_) => "not_permitted",
             PortalError::Internal => "internal",
         }
     }

@@ -47,10 +47,21 @@ impl Visitor {
 
     /// Creates an operator in the store and signs it in to the console (its own cookie).
     pub async fn operator(base: &str, core: &modelrouter::server::Core, email: &str) -> Visitor {
+        use modelrouter_domain::operator::OperatorRole;
+        Visitor::operator_as(base, core, email, OperatorRole::Admin).await
+    }
+
+    /// An operator of `role`, created and signed in.
+    pub async fn operator_as(
+        base: &str,
+        core: &modelrouter::server::Core,
+        email: &str,
+        role: modelrouter_domain::operator::OperatorRole,
+    ) -> Visitor {
         modelrouter::admin::create_operator(
             &core.commands,
             email,
-            modelrouter_domain::operator::OperatorRole::Admin,
+            role,
             PASSWORD,
             &modelrouter_domain::metadata::Actor::Cli,
         )
