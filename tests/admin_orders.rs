@@ -425,7 +425,7 @@ async fn codes_are_issued_once_redeemed_by_a_tenant_and_refused_once_revoked() {
 }
 
 #[tokio::test]
-async fn a_card_payment_is_refunded_through_stripe_once() {
+async fn a_card_payment_is_refunded_through_stripe_once_even_across_an_outage() {
     use modelrouter::crypto::Secret;
     use modelrouter::mock::stripe::{FakeStripe, FakeStripeConfig};
     use modelrouter::payments::stripe::StripeConfig;
@@ -493,6 +493,77 @@ async fn a_card_payment_is_refunded_through_stripe_once() {
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {answer}");
         assert_eq!(fake.refunds().len(), 1, "{name}");
+
+        // Stripe is down: the balance is debited, the refund is unfinished, and a refund under
+        // another id is refused with the unfinished one's id rather than debiting again.
+        fake.set_refunds_down(true);
+        let page_path = format!("/admin/orders/{order}");
+        let response = operator
+            .form(
+                &format!("{page_path}/refund"),
+                &[
+                    ("csrf", operator.csrf.as_str()),
+                    ("refund_id", "card-3"),
+                    ("amount", "2"),
+                    ("reason", "goodwill"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name}"
+        );
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("Stripe did not confirm the refund"),
+            "{name}: {page}"
+        );
+        assert!(carol.balance_becomes(10_500_000).await, "{name}");
+        let (status, answer) = operator
+            .write(
+                "POST",
+                &path,
+                json!({"amount": 1_000_000, "reason": "another", "refund_id": "card-4"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("card-3"),
+            "{name}: {answer}"
+        );
+        let (_, detail) = operator.json(&format!("/api/admin/orders/{order}")).await;
+        assert_eq!(
+            detail["unfinished_refund"]["refund_id"], "card-3",
+            "{detail}"
+        );
+        assert_eq!(detail["unfinished_refund"]["amount"], 2_000_000);
+
+        // Once Stripe answers again, the order's page sends the same refund again and finishes it.
+        fake.set_refunds_down(false);
+        let page = operator.get(&page_path).await.text().await.unwrap();
+        assert!(page.contains("id=\"unfinished-refund\""), "{name}: {page}");
+        assert_eq!(hidden(&page, "refund_id"), "card-3");
+        let response = operator
+            .form(
+                &format!("{page_path}/refund"),
+                &[
+                    ("csrf", operator.csrf.as_str()),
+                    ("refund_id", "card-3"),
+                    ("amount", "2.00"),
+                    ("reason", "goodwill"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(fake.refunds().len(), 2, "{name}");
+        let (_, detail) = operator.json(&format!("/api/admin/orders/{order}")).await;
+        assert_eq!(detail["order"]["refunded"], 9_500_000, "{name}: {detail}");
+        assert!(detail["unfinished_refund"].is_null(), "{name}: {detail}");
+        assert_eq!(carol.balance().await, 10_500_000, "{name}: debited once");
         drop(core);
         env.finish().await;
     }

@@ -149,6 +149,16 @@ pub struct OrderDetail {
     tenant_email: Option<String>,
     /// Micro-units.
     refundable: i64,
+    /// A refund taken from the balance that the order does not record yet (Stripe did not
+    /// confirm it, or the process stopped): send it again, with this id, to finish it.
+    unfinished_refund: Option<UnfinishedRefund>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnfinishedRefund {
+    refund_id: String,
+    /// Micro-units.
+    amount: i64,
 }
 
 async fn detail(state: &AppState, order_id: &str) -> Result<OrderDetail, PortalError> {
@@ -167,11 +177,20 @@ async fn detail(state: &AppState, order_id: &str) -> Result<OrderDetail, PortalE
         "paid" => order.paid_amount.unwrap_or(order.amount) - order.refunded,
         _ => 0,
     };
+    let aggregate = state.commands.recharges.load(order_id).await?;
+    let unfinished_refund = refunds::unfinished(&state.commands, &aggregate, order_id)
+        .await
+        .map_err(PortalError::internal)?
+        .map(|u| UnfinishedRefund {
+            refund_id: u.refund_id,
+            amount: u.amount.0,
+        });
     Ok(OrderDetail {
         order,
         history,
         tenant_email,
         refundable,
+        unfinished_refund,
     })
 }
 
@@ -311,6 +330,8 @@ struct OrderPage {
     stripe: bool,
     refundable: String,
     refund_id: String,
+    /// An unfinished refund's id and amount; the form is filled in to finish it.
+    unfinished: Option<(String, String)>,
     notice: Option<&'static str>,
     /// The form an error belongs to (`confirm` or `refund`) and its message.
     error: Option<(&'static str, String)>,
@@ -336,8 +357,18 @@ async fn order_view(
         history,
         tenant_email,
         refundable,
+        unfinished_refund,
     } = detail(state, order_id).await?;
     let paid = order.state == "paid";
+    let card = order.method == "stripe";
+    let mut entered = Entered::default();
+    let refund_id = match &unfinished_refund {
+        Some(unfinished) => {
+            entered.refund_amount = format::money(unfinished.amount);
+            unfinished.refund_id.clone()
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
     Ok(OrderPage {
         chrome: operator.chrome("orders"),
         currency: order.currency.clone(),
@@ -374,13 +405,14 @@ async fn order_view(
             })
             .collect(),
         can_confirm: order.method == "manual" && !paid,
-        can_refund: paid && refundable > 0 && order.method != "stripe",
-        stripe: order.method == "stripe",
+        can_refund: paid && refundable > 0 && (!card || state.stripe.is_some()),
+        stripe: card,
         refundable: format::money(refundable),
-        refund_id: uuid::Uuid::new_v4().to_string(),
+        refund_id,
+        unfinished: unfinished_refund.map(|u| (u.refund_id, format::money(u.amount))),
         notice: None,
         error: None,
-        entered: Entered::default(),
+        entered,
     })
 }
 

@@ -15,12 +15,15 @@
 //!
 //! If the process stops (or Stripe does not answer) after the debit, running the same refund
 //! again (same refund id) finds the debit done, asks Stripe again — which replays rather than
-//! repeats the refund — and records it on the order.
+//! repeats the refund — and records it on the order. While such a refund is [`unfinished`], a
+//! refund with another id is refused with the unfinished one's id, so the balance is never
+//! debited twice for one refund the operator meant.
 
 use chrono::Utc;
-use modelrouter_domain::account::AccountCommand;
+use modelrouter_domain::account::{AccountCommand, AccountEvent};
+use modelrouter_domain::aggregate_types::ACCOUNT;
 use modelrouter_domain::metadata::Metadata;
-use modelrouter_domain::recharge::{OrderState, PaymentMethod, RechargeCommand};
+use modelrouter_domain::recharge::{OrderState, PaymentMethod, RechargeCommand, RechargeOrder};
 use modelrouter_domain::{DomainError, Money};
 
 use super::orders::TopUpError;
@@ -102,6 +105,19 @@ pub async fn refund(
     if !amount.is_positive() {
         return Err(invalid("amount", "Enter the amount to refund."));
     }
+    if let Some(unfinished) = unfinished(commands, &order, order_id).await? {
+        if unfinished.refund_id != refund_id {
+            return Err(invalid(
+                "refund_id",
+                format!(
+                    "Refund {} of {} {currency} was taken from the balance but is not finished \
+                     (Stripe did not confirm it). Send that refund again to finish it first.",
+                    unfinished.refund_id,
+                    crate::portal::format_money(unfinished.amount.0)
+                ),
+            ));
+        }
+    }
     let debit = AccountCommand::Refund {
         order_id: order_id.to_string(),
         refund_id: refund_id.to_string(),
@@ -161,6 +177,42 @@ pub async fn refund(
         paid: order.paid(),
         refunded: order.refunded(),
     })
+}
+
+/// A refund the tenant's Account took that the order does not record yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub refund_id: String,
+    pub amount: Money,
+}
+
+/// The order's refund that was debited but not recorded — the process stopped, or Stripe did
+/// not answer, between the two steps — if there is one.
+pub async fn unfinished(
+    commands: &Commands,
+    order: &RechargeOrder,
+    order_id: &str,
+) -> Result<Option<Unfinished>, TopUpError> {
+    let tenant = order.tenant_id();
+    let account = commands.accounts.load(tenant).await?;
+    if account.refunded_of(order_id) <= order.refunded() {
+        return Ok(None);
+    }
+    // Rare (a refund interrupted), so reading the Account's events is affordable here.
+    for event in commands.db.events_of(ACCOUNT, tenant).await?.iter().rev() {
+        let Ok(AccountEvent::Refunded {
+            order_id: of,
+            refund_id,
+            amount,
+        }) = serde_json::from_value::<AccountEvent>(event.payload.clone())
+        else {
+            continue;
+        };
+        if of == order_id && !order.has_refund(&refund_id) {
+            return Ok(Some(Unfinished { refund_id, amount }));
+        }
+    }
+    Ok(None)
 }
 
 fn capitalized(reason: &str) -> String {

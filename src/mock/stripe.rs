@@ -123,12 +123,17 @@ impl FakeStripe {
             .collect()
     }
 
-    /// Every event the fake made, oldest first.
     /// Every refund made, oldest first.
     pub fn refunds(&self) -> Vec<Value> {
         lock(&self.shared.state).refunds.clone()
     }
 
+    /// While down, every refund request fails as Stripe's own outages do (500, `api_error`).
+    pub fn set_refunds_down(&self, down: bool) {
+        lock(&self.shared.state).refunds_down = down;
+    }
+
+    /// Every event the fake made, oldest first.
     pub fn events(&self) -> Vec<Value> {
         lock(&self.shared.state).events.clone()
     }
@@ -207,6 +212,7 @@ struct Sessions {
     refunds: Vec<Value>,
     /// The refund first made under each idempotency key.
     refund_replies: Vec<(String, Value)>,
+    refunds_down: bool,
 }
 
 /// The first successful create made with one idempotency key.
@@ -343,7 +349,7 @@ impl Shared {
 }
 
 /// A Stripe-style error response.
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,

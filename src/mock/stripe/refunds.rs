@@ -58,6 +58,15 @@ pub(super) async fn create_refund(
     };
     let key = header_text(&headers, "idempotency-key");
     let mut state = lock(&shared.state);
+    if state.refunds_down {
+        return ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "api_error",
+            message: "An error occurred with our connection to Stripe.".into(),
+            param: None,
+        }
+        .into_response();
+    }
     if let Some(key) = &key {
         if let Some((_, refund)) = state.refund_replies.iter().find(|(k, _)| k == key) {
             let mut response = Json(refund.clone()).into_response();
