@@ -642,3 +642,49 @@ async fn calls_made_through_the_gateway_show_up_in_their_tenants_report() {
         assert!(rows.iter().all(|row| row.tenant_id == acme));
     }
 }
+
+/// Provider health keeps a week of minutes before the newest call: an attempt from long before
+/// is counted nowhere, and a rebuild keeps the same rows.
+#[tokio::test]
+async fn provider_health_keeps_a_week_before_the_newest_call() {
+    for store in stores().await {
+        let db = seeded(&store).await;
+        let old = (
+            "old",
+            ACME,
+            "k1",
+            "gpt",
+            "2026-11-10T06:00:00.000Z",
+            200,
+            Some(1),
+            Some(1),
+            None,
+            10,
+        );
+        let (appender, task) = Appender::start(db.clone(), Duration::from_millis(5), 64);
+        appender
+            .send(MeteringRecord {
+                request_id: "old".into(),
+                client_ip: None,
+                record: record(old),
+            })
+            .await;
+        drop(appender);
+        task.drained().await;
+        projected(&db, CALLS.len() + 1).await;
+        sql::catch_up(&db, Projection::ProviderHealth, 1000)
+            .await
+            .unwrap();
+        let rows = sql::dump(&db, Projection::ProviderHealth).await.unwrap();
+        let text = format!("{rows:?}");
+        assert!(
+            text.contains("2026-11-22T06:00:00Z"),
+            "{}: {text}",
+            store.name
+        );
+        assert!(!text.contains("2026-11-10"), "{}: {text}", store.name);
+        sql::rebuild(&db, Projection::ProviderHealth).await.unwrap();
+        let rebuilt = sql::dump(&db, Projection::ProviderHealth).await.unwrap();
+        assert_eq!(rows, rebuilt, "{}", store.name);
+    }
+}

@@ -4,7 +4,8 @@
 //! of minute rows, and its p95 is read from the summed buckets.
 //!
 //! The minute is that of the call's `started_at`, not of when the event was stored, so a
-//! rebuild puts every attempt where the live projection did.
+//! rebuild puts every attempt where the live projection did. Minutes more than [`KEEP_DAYS`]
+//! before the newest call are deleted as calls arrive.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,9 @@ pub const BUCKET_BOUNDS_MS: [i64; 11] = [
     10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
 ];
 const BUCKETS: usize = BUCKET_BOUNDS_MS.len() + 1;
+/// Minutes older than this before the newest call are deleted: the console shows a day, and
+/// the log keeps every call for anything older.
+pub const KEEP_DAYS: i64 = 7;
 /// Errors are kept short: they are attempt summaries, never upstream bodies.
 const ERROR_MAX_CHARS: usize = 300;
 
@@ -152,10 +156,34 @@ pub(super) async fn apply_batch(
                 .add(latency, failure(&call, attempt));
         }
     }
+    if tallies.is_empty() {
+        return Ok(());
+    }
     for ((provider, minute), tally) in tallies {
         upsert(tx, &provider, &minute, &tally).await?;
     }
-    Ok(())
+    prune(tx).await
+}
+
+/// Deletes the minutes more than [`KEEP_DAYS`] before the newest one. Measured from the calls,
+/// not the clock, so a rebuild keeps what the live build kept.
+async fn prune(tx: &mut DbTx<'_>) -> Result<(), sqlx::Error> {
+    let newest: Option<String> = on_tx!(tx, conn => {
+        sqlx::query_scalar("SELECT max(minute) FROM provider_health")
+            .fetch_one(conn)
+            .await
+    })?;
+    let Some(newest) = newest.and_then(|m| DateTime::parse_from_rfc3339(&m).ok()) else {
+        return Ok(());
+    };
+    let cutoff = minute_of(newest.with_timezone(&Utc) - chrono::Duration::days(KEEP_DAYS));
+    on_tx!(tx, conn => {
+        sqlx::query("DELETE FROM provider_health WHERE minute < $1")
+            .bind(&cutoff)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    })
 }
 
 async fn upsert(
