@@ -164,6 +164,7 @@ async fn update_tenant(
         if !verify_password(&spec.password, &hash) {
             let change = TenantCommand::ChangePassword {
                 password_hash: hash_password(&spec.password)?,
+                temporary: false,
             };
             core.commands
                 .tenants

@@ -298,7 +298,30 @@ async fn a_password_reset_lets_the_tenant_in_with_the_new_password_only() {
         let back = signed_in(&base, "forgetful@example.com", &password)
             .await
             .expect("the one-time password signs in");
-        assert_eq!(back.json("/api/portal/dashboard").await.0, 200);
+
+        // Until the tenant chooses its own password, that is all the portal lets it do.
+        let (status, body) = back.json("/api/portal/dashboard").await;
+        assert_eq!(status, 403, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "password_change_required");
+        let page = back.get("/portal/keys").await;
+        assert_eq!(page.status(), 303, "{name}");
+        assert_eq!(
+            page.headers()["location"],
+            "/portal/account?notice=choose_password#password"
+        );
+        let page = back
+            .get("/portal/account?notice=choose_password")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Choose your own password"), "{name}: {page}");
+        for (new, expected) in [(password.as_str(), 422), ("a brand new passphrase", 204)] {
+            let body = json!({"current_password": password, "new_password": new});
+            let (status, body) = back.write("POST", "/api/portal/password", body).await;
+            assert_eq!(status, expected, "{name}: {body}");
+        }
+        assert_eq!(back.json("/api/portal/dashboard").await.0, 200, "{name}");
         // The password is never on the tenant's page afterwards.
         let page = operator
             .get(&format!("/admin/tenants/{id}"))

@@ -20,6 +20,9 @@ pub enum TenantCommand {
     },
     ChangePassword {
         password_hash: String,
+        /// Set by an operator's reset: the tenant must choose its own before using the portal.
+        #[serde(default)]
+        temporary: bool,
     },
     Rename {
         name: String,
@@ -46,6 +49,9 @@ pub enum TenantEvent {
     },
     PasswordChanged {
         password_hash: String,
+        /// A one-time password from an operator's reset, to be replaced at the next sign-in.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        temporary: bool,
     },
     Renamed {
         name: String,
@@ -171,9 +177,15 @@ impl Aggregate for Tenant {
                     referred_by,
                 }
             }
-            TenantCommand::ChangePassword { password_hash } => {
+            TenantCommand::ChangePassword {
+                password_hash,
+                temporary,
+            } => {
                 check_hash(&password_hash)?;
-                TenantEvent::PasswordChanged { password_hash }
+                TenantEvent::PasswordChanged {
+                    password_hash,
+                    temporary,
+                }
             }
             TenantCommand::Rename { name } => {
                 check_name(&name)?;

@@ -42,6 +42,8 @@ pub struct TenantEntry {
     pub name: String,
     pub status: TenantStatus,
     pub password_hash: String,
+    /// The password is an operator's one-time reset: the portal asks for a new one first.
+    pub password_temporary: bool,
     /// The agent who referred the tenant, if one did.
     pub agent_id: Option<String>,
     pub plan: String,
@@ -301,6 +303,7 @@ impl LiveView {
                         name,
                         status: TenantStatus::Active,
                         password_hash,
+                        password_temporary: false,
                         agent_id: referred_by,
                         plan: DEFAULT_PLAN.to_string(),
                         registered_at: recorded_at,
@@ -312,8 +315,12 @@ impl LiveView {
                     return;
                 };
                 match other {
-                    TenantEvent::PasswordChanged { password_hash } => {
-                        tenant.password_hash = password_hash
+                    TenantEvent::PasswordChanged {
+                        password_hash,
+                        temporary,
+                    } => {
+                        tenant.password_hash = password_hash;
+                        tenant.password_temporary = temporary;
                     }
                     TenantEvent::Renamed { name } => tenant.name = name,
                     TenantEvent::Suspended { .. } => tenant.status = TenantStatus::Suspended,

@@ -155,7 +155,10 @@ async fn reset_password(
         .await
         .map_err(PortalError::internal)?
         .map_err(PortalError::internal)?;
-    let change = TenantCommand::ChangePassword { password_hash };
+    let change = TenantCommand::ChangePassword {
+        password_hash,
+        temporary: true,
+    };
     state.commands.tenants.execute(id, change, metadata).await?;
     state.live.include(&state.db, TENANT, id).await?;
     sessions::end_subject_sessions(&state.db, Realm::Tenant, id, None).await?;

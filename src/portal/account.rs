@@ -390,6 +390,10 @@ pub async fn account_page(
         Some("password_changed") => {
             Some("Your password was changed. Other sessions were signed out.")
         }
+        Some("choose_password") => Some(
+            "You signed in with a one-time password from support. Choose your own password \
+             to continue.",
+        ),
         _ => None,
     };
     let page = AccountPage {
@@ -437,13 +441,22 @@ async fn change_password(
         ));
     }
     check_password(new, &tenant.email)?;
+    if new == current {
+        return Err(PortalError::invalid(
+            "new_password",
+            "Choose a password different from the current one.",
+        ));
+    }
     let password_hash = hash(new.to_string()).await?;
     state
         .commands
         .tenants
         .execute(
             signed_in.scope.tenant_id(),
-            TenantCommand::ChangePassword { password_hash },
+            TenantCommand::ChangePassword {
+                password_hash,
+                temporary: false,
+            },
             &tenant_meta(signed_in, request),
         )
         .await?;

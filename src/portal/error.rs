@@ -36,6 +36,9 @@ pub enum PortalError {
     Locked(DateTime<Utc>),
     #[error("This account is suspended. Contact support to restore it.")]
     Suspended,
+    /// Signed in with an operator's one-time password: only choosing a new one is open.
+    #[error("You signed in with a one-time password. Choose your own password to continue.")]
+    PasswordChangeRequired,
     /// A signed-in operator whose role may not make this change.
     #[error("{0}")]
     NotPermitted(String),
@@ -59,9 +62,10 @@ impl PortalError {
     pub fn status(&self) -> StatusCode {
         match self {
             PortalError::SignedOut | PortalError::BadLogin => StatusCode::UNAUTHORIZED,
-            PortalError::Csrf | PortalError::Suspended | PortalError::NotPermitted(_) => {
-                StatusCode::FORBIDDEN
-            }
+            PortalError::Csrf
+            | PortalError::Suspended
+            | PortalError::NotPermitted(_)
+            | PortalError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PortalError::EmailTaken => StatusCode::CONFLICT,
@@ -82,6 +86,7 @@ impl PortalError {
             PortalError::Locked(_) => "locked",
             PortalError::Suspended => "suspended",
             PortalError::NotPermitted(_) => "not_permitted",
+            PortalError::PasswordChangeRequired => "password_change_required",
             PortalError::Internal => "internal",
         }
     }
@@ -277,6 +282,9 @@ pub async fn render_page_errors(request: Request, next: Next) -> Response {
     if rendered.code == "signed_out" {
         let target = format!("{}?next={}", site.login(), urlencode(&back));
         return Redirect::to(&target).into_response();
+    }
+    if rendered.code == "password_change_required" {
+        return Redirect::to("/portal/account?notice=choose_password#password").into_response();
     }
     let title = match rendered.status {
         StatusCode::NOT_FOUND => "Not found",

@@ -147,6 +147,11 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
             sessions::end_session(&state.db, &token).await?;
             return Err(PortalError::Suspended);
         }
+        if tenant.password_temporary
+            && !open_before_password_change(&parts.method, parts.uri.path())
+        {
+            return Err(PortalError::PasswordChangeRequired);
+        }
         Ok(SignedIn {
             scope: TenantScope::signed_in(session.subject_id),
             email: tenant.email,
@@ -155,6 +160,20 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
             token,
         })
     }
+}
+
+/// What a tenant signed in with an operator's one-time password may do: see the account page,
+/// choose a new password, or sign out.
+fn open_before_password_change(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!(
+        (method, path),
+        (&Method::GET, "/portal/account" | "/api/portal/session")
+            | (&Method::POST, "/portal/account/password")
+            | (&Method::POST, "/api/portal/password")
+            | (&Method::POST, "/portal/logout")
+            | (&Method::POST, "/api/portal/logout")
+    )
 }
 
 /// Whether a visitor is signed in, for pages that also serve visitors who are not (sign-in).
