@@ -17,7 +17,7 @@ import { describe } from 'node:test';
 import { setTimeout as pause } from 'node:timers/promises';
 
 import {
-  LAPTOP, PHONE, clickAndLoad, count, hiddenSideways, micros, parseCsv, readFacts, readTable, screenshot,
+  LAPTOP, PHONE, clickAndLoad, count, hiddenSidewaysOn, micros, parseCsv, readFacts, readTable, screenshot,
 } from './browser.mjs';
 import { callModel } from './gateway.mjs';
 import { OUT, setUpJourney } from './journey.mjs';
@@ -427,7 +427,7 @@ describe('a tenant pays for the gateway in the portal', () => {
       const sideways = [];
       const shoot = async (name) => {
         await tab.waitForLoadState('load');
-        for (const what of await hiddenSideways(tab)) sideways.push(`${name}: ${what}`);
+        for (const what of await hiddenSidewaysOn(tab, device)) sideways.push(`${name}: ${what}`);
         await screenshot(tab, OUT, device, name, PREFIX);
       };
       try {

@@ -16,7 +16,7 @@ import { describe } from 'node:test';
 import { setTimeout as pause } from 'node:timers/promises';
 
 import {
-  LAPTOP, PHONE, clickAndLoad, count, hiddenSideways, micros, parseCsv, readTable, screenshot,
+  LAPTOP, PHONE, clickAndLoad, count, hiddenSidewaysOn, micros, parseCsv, readTable, screenshot,
 } from './browser.mjs';
 import { callModel } from './gateway.mjs';
 import { OUT, setUpJourney } from './journey.mjs';
@@ -479,7 +479,7 @@ describe('a tenant in the portal', () => {
       const sideways = [];
       const shoot = async (name) => {
         await tab.waitForLoadState('load');
-        for (const what of await hiddenSideways(tab)) sideways.push(`${name}: ${what}`);
+        for (const what of await hiddenSidewaysOn(tab, device)) sideways.push(`${name}: ${what}`);
         await screenshot(tab, OUT, device, name, PREFIX);
       };
       try {
