@@ -9,7 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use axum_extra::extract::cookie::CookieJar;
 use modelrouter_domain::aggregate_types as types;
@@ -87,9 +87,7 @@ pub async fn logout_submit(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PortalError> {
     operator.verify_csrf(&form.csrf)?;
-    store_sessions::end_session(&state.db, operator.token()).await?;
-    let jar = session::clear_session(jar, Realm::Operator);
-    Ok((jar, Redirect::to("/admin/login?notice=signed_out")).into_response())
+    crate::portal::login::sign_out(&state, jar, Site::Admin, operator.token()).await
 }
 
 /// The console's figures at a glance, from the live view.

@@ -85,9 +85,7 @@ pub async fn logout_submit(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PortalError> {
     agent.verify_csrf(&form.csrf)?;
-    store_sessions::end_session(&state.db, agent.token()).await?;
-    let jar = session::clear_session(jar, Realm::Agent);
-    Ok((jar, Redirect::to("/agent/login?notice=signed_out")).into_response())
+    crate::portal::login::sign_out(&state, jar, Site::Agent, agent.token()).await
 }
 
 #[derive(Template)]

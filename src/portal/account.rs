@@ -362,9 +362,7 @@ pub async fn logout_submit(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PortalError> {
     signed_in.verify_csrf(&form.csrf)?;
-    store_sessions::end_session(&state.db, signed_in.token()).await?;
-    let jar = session::clear_session(jar, Realm::Tenant);
-    Ok((jar, Redirect::to("/portal/login?notice=signed_out")).into_response())
+    super::login::sign_out(&state, jar, super::Site::Portal, signed_in.token()).await
 }
 
 #[derive(Template)]

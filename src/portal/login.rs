@@ -184,6 +184,20 @@ pub async fn start_session(
     Ok((jar, new.csrf))
 }
 
+/// Ends the session `token` of `site`, clears its cookie and sends the browser to the site's
+/// sign-in page: the sign-out form of every site, once its CSRF token is checked.
+pub async fn sign_out(
+    state: &AppState,
+    jar: CookieJar,
+    site: Site,
+    token: &str,
+) -> Result<Response, PortalError> {
+    store_sessions::end_session(&state.db, token).await?;
+    let jar = session::clear_session(jar, site.realm());
+    let login = format!("{}?notice=signed_out", site.login());
+    Ok((jar, Redirect::to(&login)).into_response())
+}
+
 /// Only paths of the site itself are followed after sign-in.
 pub fn safe_next(site: Site, next: Option<&str>) -> String {
     let home = site.home();
