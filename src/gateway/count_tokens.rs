@@ -1,5 +1,7 @@
 //! `POST /v1/messages/count_tokens` (Anthropic): forwarded to an Anthropic upstream when the
-//! model is served by one, otherwise estimated — and then said to be an estimate.
+//! model is served by one, otherwise estimated — and then said to be an estimate. Decoding and
+//! estimating run off the async workers, on input bounded by the body limit (and the tokenizer's
+//! own bound on the text it encodes).
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use serde_json::{json, Value};
 use super::auth::authenticate;
 use super::inbound::{bad_request, Inbound};
 use super::pipeline::{read_body, resolve_model};
-use super::{ApiError, AppState, RequestId};
+use super::{off_workers, ApiError, AppState, RequestId};
 use crate::protocol::anthropic;
 use crate::routing::plan;
 use crate::upstream::{self, Call};
@@ -40,7 +42,10 @@ async fn count(
     let view = state.live.view_full();
     let key = authenticate(&view, headers)?.clone();
     let body = read_body(state, body)?;
-    let request = anthropic::decode_count_tokens_request(&body).map_err(bad_request)?;
+    let decoding = body.clone();
+    let request = off_workers(move || anthropic::decode_count_tokens_request(&decoding))
+        .await?
+        .map_err(bad_request)?;
     resolve_model(&view, &key, &request.model)?;
     let plan = plan(&view, &request.model, &key.key_id, &mut rand::thread_rng());
     if let Some(target) = plan
@@ -52,8 +57,9 @@ async fn count(
             return Ok(json!({"input_tokens": count}));
         }
     }
+    let tokens = off_workers(move || anthropic::estimate_input_tokens(&request)).await?;
     Ok(json!({
-        "input_tokens": anthropic::estimate_input_tokens(&request),
+        "input_tokens": tokens,
         "estimated": true,
     }))
 }

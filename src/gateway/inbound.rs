@@ -33,20 +33,17 @@ impl Inbound {
         body: &[u8],
         dialect: Dialect,
         headers: &HeaderMap,
-    ) -> Result<(Inbound, ChatRequest), ApiError> {
+    ) -> Result<(Inbound, ChatRequest), InvalidRequest> {
         match dialect {
-            Dialect::Anthropic => anthropic::decode_request(body)
-                .map(|r| (Inbound::Anthropic, r))
-                .map_err(bad_request),
+            Dialect::Anthropic => anthropic::decode_request(body).map(|r| (Inbound::Anthropic, r)),
             Dialect::Dashscope => {
                 let stream = dashscope_wants_stream(headers);
                 dashscope::decode_request(body, stream)
                     .map(|(r, options)| (Inbound::DashScope(options), r))
-                    .map_err(bad_request)
             }
-            Dialect::Openai | Dialect::Minimax => openai::decode_request(body)
-                .map(|r| (Inbound::OpenAi, r))
-                .map_err(bad_request),
+            Dialect::Openai | Dialect::Minimax => {
+                openai::decode_request(body).map(|r| (Inbound::OpenAi, r))
+            }
         }
     }
 
@@ -144,53 +141,37 @@ impl Inbound {
 }
 
 /// Reads just what routing, holds and relaying need from a body that is valid in its own
-/// protocol but cannot be translated (e.g. Anthropic server tools or documents), so it can still
-/// be relayed as-is to an upstream of the same protocol.
+/// protocol but cannot be translated (`InvalidRequest::untranslatable`: Anthropic server tools
+/// or documents, DashScope token-id stops), so it can still be relayed as-is to an upstream of
+/// the same protocol. What the gateway reads is checked exactly as the full decoder checks it.
 pub fn decode_for_relay(
     body: &[u8],
     dialect: Dialect,
     headers: &HeaderMap,
-) -> Option<(Inbound, ChatRequest)> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let model = value.get("model")?.as_str()?.to_string();
+) -> Result<(Inbound, ChatRequest), ApiError> {
     match dialect {
         Dialect::Anthropic => {
-            value.get("messages")?.as_array()?;
+            // The full decoder checked `model`, `messages` and `max_tokens` before it met what
+            // it cannot translate.
+            let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+                message: format!("The request body is not valid JSON: {e}"),
+                param: None,
+            })?;
             let request = ChatRequest {
-                model,
-                max_output_tokens: Some(value.get("max_tokens")?.as_u64()?),
-                stream: value
-                    .get("stream")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                model: value["model"].as_str().unwrap_or_default().to_string(),
+                max_output_tokens: value["max_tokens"].as_u64(),
+                stream: value["stream"].as_bool().unwrap_or(false),
                 include_usage: true,
                 ..ChatRequest::default()
             };
-            Some((Inbound::Anthropic, request))
+            Ok((Inbound::Anthropic, request))
         }
         Dialect::Dashscope => {
-            value.get("input")?.as_object()?;
-            let parameters = value.get("parameters");
-            let parameter = |name: &str| parameters.and_then(|p| p.get(name));
-            let options = DashScopeOptions {
-                result_format: match parameter("result_format").and_then(Value::as_str) {
-                    Some("message") => dashscope::ResultFormat::Message,
-                    _ => dashscope::ResultFormat::Text,
-                },
-                incremental_output: parameter("incremental_output")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            };
-            let request = ChatRequest {
-                model,
-                max_output_tokens: parameter("max_tokens").and_then(Value::as_u64),
-                stream: dashscope_wants_stream(headers),
-                include_usage: true,
-                ..ChatRequest::default()
-            };
-            Some((Inbound::DashScope(options), request))
+            dashscope::decode_relayed_request(body, dashscope_wants_stream(headers))
+                .map(|(request, options)| (Inbound::DashScope(options), request))
+                .map_err(bad_request)
         }
-        Dialect::Openai | Dialect::Minimax => None,
+        Dialect::Openai | Dialect::Minimax => Err(ApiError::Internal),
     }
 }
 

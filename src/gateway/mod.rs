@@ -14,6 +14,8 @@ mod models;
 pub(crate) mod outbound;
 mod pipeline;
 mod relay;
+#[cfg(test)]
+mod relay_tests;
 
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use relay::replay as replay_stream;
 
 use crate::allowance::Allowances;
 use crate::config::Settings;
@@ -98,6 +101,21 @@ async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Resp
     } else {
         axum::response::IntoResponse::into_response(ApiError::NotFound)
     }
+}
+
+/// Bodies from this size on are decoded off the async workers (`serde_json` reads some tens of
+/// megabytes a second; a worker must never be held for more than a few milliseconds).
+pub(crate) const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Runs CPU-bound work (decoding a large body, estimating tokens) on the blocking pool, so one
+/// caller's work never stalls other requests on the async workers.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        tracing::error!(%error, "blocking work failed");
+        ApiError::Internal
+    })
 }
 
 async fn request_id(mut request: Request, next: Next) -> Response {

@@ -19,10 +19,10 @@ use modelrouter_projections::live::ModelEntry;
 use serde_json::Value;
 
 use super::auth::authenticate;
-use super::inbound::{decode_for_relay, Inbound};
+use super::inbound::{bad_request, decode_for_relay, Inbound};
 use super::metering::{Meter, Outcome};
 use super::relay::{open, relay, StreamPlan, UpstreamStream};
-use super::{outbound, ApiError, AppState, RequestId};
+use super::{off_workers, outbound, ApiError, AppState, RequestId, OFFLOAD_BYTES};
 use crate::allowance::AllowanceError;
 use crate::protocol::canonical::{ChatRequest, Dialect};
 use crate::protocol::dashscope::DashScopeOptions;
@@ -131,14 +131,17 @@ async fn run(
         .clone();
     let body = read_body(state, body).map_err(|e| (fallback.clone(), e))?;
     // A body that cannot be translated may still be relayed to an upstream of its own protocol;
-    // `untranslatable` keeps the reason to give when only other protocols serve the model.
-    let (inbound, request, untranslatable) = match Inbound::decode(&body, dialect, headers) {
-        Ok((inbound, request)) => (inbound, request, None),
-        Err(error) => match decode_for_relay(&body, dialect, headers) {
-            Some((inbound, request)) => (inbound, request, Some(error)),
-            None => return Err((fallback.clone(), error)),
-        },
+    // `untranslatable` keeps the reason to give when only other protocols serve the model. A
+    // large body is decoded off the async workers.
+    let decoded = if body.len() >= OFFLOAD_BYTES {
+        let (body, headers) = (body.clone(), headers.clone());
+        off_workers(move || decode(&body, dialect, &headers))
+            .await
+            .map_err(|e| (fallback.clone(), e))?
+    } else {
+        decode(&body, dialect, headers)
     };
+    let (inbound, request, untranslatable) = decoded.map_err(|e| (fallback.clone(), e))?;
     let fail = |error: ApiError| (inbound.clone(), error);
     let model = resolve_model(&view, &key, &request.model).map_err(fail)?;
     let plan = plan(&view, &request.model, &key.key_id, &mut rand::thread_rng());
@@ -172,10 +175,15 @@ async fn run(
         .targets
         .iter()
         .any(|t| same_dialect(&inbound, t.provider.config.protocol));
-    let raw: Value = if relays {
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
-    } else {
-        Value::Null
+    let raw: Value = match relays {
+        false => Value::Null,
+        true if body.len() >= OFFLOAD_BYTES => {
+            let body = body.clone();
+            off_workers(move || serde_json::from_slice(&body).unwrap_or(Value::Null))
+                .await
+                .map_err(fail)?
+        }
+        true => serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
     let mut meter = Meter {
         state: state.clone(),
@@ -329,6 +337,22 @@ async fn run(
             );
             Ok(response)
         }
+    }
+}
+
+/// A decoded request: the dialect's client options, the canonical request and, for a body that
+/// is valid in its own protocol but cannot be translated, why (it may still be relayed to an
+/// upstream of the same protocol).
+type Decoded = (Inbound, ChatRequest, Option<ApiError>);
+
+fn decode(body: &[u8], dialect: Dialect, headers: &HeaderMap) -> Result<Decoded, ApiError> {
+    match Inbound::decode(body, dialect, headers) {
+        Ok((inbound, request)) => Ok((inbound, request, None)),
+        Err(invalid) if invalid.untranslatable => {
+            let (inbound, request) = decode_for_relay(body, dialect, headers)?;
+            Ok((inbound, request, Some(bad_request(invalid))))
+        }
+        Err(invalid) => Err(bad_request(invalid)),
     }
 }
 

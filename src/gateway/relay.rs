@@ -22,10 +22,13 @@ use crate::protocol::sse::{frame, SseEvent, SseParser};
 use crate::protocol::{StreamDecoder, StreamEncoder};
 use crate::upstream::{classify, UpstreamError};
 
+/// An upstream's body as it arrives: chunks of bytes cut wherever the network cut them.
+pub type Chunks = BoxStream<'static, Result<Bytes, UpstreamError>>;
+
 /// An upstream stream that has been checked to start well: the events read while checking, and
 /// the rest still to read.
 pub struct UpstreamStream {
-    bytes: Fuse<BoxStream<'static, Result<Bytes, reqwest::Error>>>,
+    bytes: Fuse<Chunks>,
     parser: SseParser,
     first: Vec<SseEvent>,
 }
@@ -40,7 +43,18 @@ pub async fn open(
     choices: u32,
     idle_timeout: Duration,
 ) -> Result<UpstreamStream, UpstreamError> {
-    let mut bytes = response.bytes_stream().boxed().fuse();
+    let chunks = response.bytes_stream().map(|chunk| chunk.map_err(classify));
+    open_chunks(chunks.boxed(), protocol, choices, idle_timeout).await
+}
+
+/// [`open`] over any source of chunks.
+async fn open_chunks(
+    chunks: Chunks,
+    protocol: UpstreamProtocol,
+    choices: u32,
+    idle_timeout: Duration,
+) -> Result<UpstreamStream, UpstreamError> {
+    let mut bytes = chunks.fuse();
     let mut parser = SseParser::new();
     let mut probe = super::outbound::stream_decoder(protocol, choices);
     let mut first = Vec::new();
@@ -48,37 +62,24 @@ pub async fn open(
         let chunk = match tokio::time::timeout(idle_timeout, bytes.next()).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(None) => break,
-            Ok(Some(Err(error))) => return Err(classify(error)),
+            Ok(Some(Err(error))) => return Err(error),
             Ok(Some(Ok(chunk))) => chunk,
         };
+        // One read may carry many events, even the whole stream: every event of it is kept, in
+        // order, for the relay; only the probe stops looking once the stream has started well.
+        let mut started = false;
         for event in parser.feed(&chunk) {
-            let decoded = probe.feed(&event);
-            first.push(event);
-            for canonical in &decoded {
-                match canonical {
-                    StreamEvent::Error(error) => {
-                        return Err(UpstreamError::Status {
-                            status: error.status,
-                            message: None,
-                        })
-                    }
-                    StreamEvent::Start { .. } | StreamEvent::Usage(_) => {}
-                    _ => {
-                        return Ok(UpstreamStream {
-                            bytes,
-                            parser,
-                            first,
-                        })
-                    }
+            if !started {
+                match probe_event(&mut probe, &event) {
+                    Probe::Failed(error) => return Err(error),
+                    Probe::Started => started = true,
+                    Probe::Undecided => {}
                 }
             }
-            if probe.done() {
-                return Ok(UpstreamStream {
-                    bytes,
-                    parser,
-                    first,
-                });
-            }
+            first.push(event);
+        }
+        if started {
+            break;
         }
     }
     Ok(UpstreamStream {
@@ -86,6 +87,36 @@ pub async fn open(
         parser,
         first,
     })
+}
+
+/// What one event tells about how a stream starts.
+enum Probe {
+    /// An error before any output: the attempt failed.
+    Failed(UpstreamError),
+    /// Output came, or the stream ended well: the stream goes to the client.
+    Started,
+    /// Nothing yet (a start, usage, a keep-alive).
+    Undecided,
+}
+
+fn probe_event(probe: &mut Box<dyn StreamDecoder>, event: &SseEvent) -> Probe {
+    for canonical in probe.feed(event) {
+        match canonical {
+            StreamEvent::Error(error) => {
+                return Probe::Failed(UpstreamError::Status {
+                    status: error.status,
+                    message: None,
+                })
+            }
+            StreamEvent::Start { .. } | StreamEvent::Usage(_) => {}
+            _ => return Probe::Started,
+        }
+    }
+    if probe.done() {
+        Probe::Started
+    } else {
+        Probe::Undecided
+    }
 }
 
 pub struct StreamPlan {
@@ -108,14 +139,14 @@ const ANTHROPIC_PING: &str = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
 
 /// What waiting for the next upstream chunk produced.
 enum Next {
-    Chunk(Option<Result<Bytes, reqwest::Error>>),
+    Chunk(Option<Result<Bytes, UpstreamError>>),
     IdleTimeout,
     ClientGone,
 }
 
 /// Waits for the next upstream chunk, pinging the client meanwhile when the plan says so.
 async fn next_chunk(
-    bytes: &mut Fuse<BoxStream<'static, Result<Bytes, reqwest::Error>>>,
+    bytes: &mut Fuse<Chunks>,
     idle_timeout: Duration,
     ping_every: Option<Duration>,
     sender: &mpsc::Sender<Bytes>,
@@ -148,7 +179,10 @@ async fn next_chunk(
 /// ends — completed, broken, or abandoned by the client — after the body is closed.
 pub fn relay(upstream: UpstreamStream, plan: StreamPlan, meter: Meter) -> Body {
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(pump(upstream, plan, meter, sender));
+    tokio::spawn(async move {
+        let outcome = pump(upstream, plan, meter.started, sender).await;
+        meter.finish(outcome).await;
+    });
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver
             .recv()
@@ -196,12 +230,14 @@ impl Tally {
     }
 }
 
+/// Sends the stream's frames to the client and returns how the call went. The client's body
+/// ends when this returns (the sender is dropped), before the caller meters the outcome.
 async fn pump(
     upstream: UpstreamStream,
     mut plan: StreamPlan,
-    meter: Meter,
+    started: std::time::Instant,
     sender: mpsc::Sender<Bytes>,
-) {
+) -> Outcome {
     let mut tally = Tally {
         outcome: Outcome {
             status: 200,
@@ -209,7 +245,7 @@ async fn pump(
             delivered: Default::default(),
             ttft_ms: None,
         },
-        started: meter.started,
+        started,
     };
     let UpstreamStream {
         mut bytes,
@@ -267,7 +303,10 @@ async fn pump(
     }
     if !client_gone {
         let mut frames = Vec::new();
-        if let Some(event) = parser.finish().filter(|_| failure.is_none()) {
+        // An unterminated last event counts only when the stream simply ended: not after a
+        // failure, an in-band error or the upstream's own end of stream.
+        let open = failure.is_none() && tally.outcome.status == 200 && !plan.decoder.done();
+        if let Some(event) = parser.finish().filter(|_| open) {
             frames.extend(handle_event(&mut plan, &mut tally, &event));
         }
         if let Some(error) = &failure {
@@ -289,7 +328,7 @@ async fn pump(
     }
     // End the client's body first: metering must never hold a finished stream open.
     drop(sender);
-    meter.finish(tally.outcome).await;
+    tally.outcome
 }
 
 /// Decodes one upstream event and returns the frames to send for it.
@@ -383,4 +422,80 @@ fn relay_frame(plan: &StreamPlan, event: &SseEvent) -> Option<String> {
         }
         Inbound::DashScope(_) => Some(frame(event, false)),
     }
+}
+
+/// The whole relay path for one upstream stream that arrives in `chunks`, cut as they are given:
+/// the start check, the upstream dialect's decoder, then the client dialect's encoder — or, when
+/// both speak the same dialect, the frames as they came with the public model name — with
+/// nothing around it (no network, no metering). Returns the bytes a `client` would receive, or
+/// the failed attempt. Every clock and id is fixed, so the same stream always gives the same
+/// bytes: a stream must reach the client the same however the network cut it (the relay tests
+/// and the `relay_path` fuzz target check that).
+pub async fn replay(
+    chunks: Vec<Bytes>,
+    upstream: UpstreamProtocol,
+    client: crate::protocol::canonical::Dialect,
+) -> Result<Vec<u8>, UpstreamError> {
+    use crate::protocol::canonical::Dialect;
+    use crate::protocol::dashscope::{DashScopeOptions, ResultFormat};
+    use crate::protocol::{anthropic, dashscope, openai};
+
+    const PUBLIC_MODEL: &str = "public-model";
+    let options = DashScopeOptions {
+        result_format: ResultFormat::Message,
+        incremental_output: true,
+    };
+    let (inbound, relayed) = match client {
+        Dialect::Anthropic => (Inbound::Anthropic, upstream == UpstreamProtocol::Anthropic),
+        Dialect::Dashscope => (
+            Inbound::DashScope(options),
+            upstream == UpstreamProtocol::Dashscope,
+        ),
+        Dialect::Openai | Dialect::Minimax => {
+            (Inbound::OpenAi, upstream == UpstreamProtocol::Openai)
+        }
+    };
+    let encoder: Option<Box<dyn StreamEncoder>> = match &inbound {
+        _ if relayed => None,
+        Inbound::OpenAi => Some(Box::new(openai::OpenAiStreamEncoder::new(
+            "chatcmpl-replay".into(),
+            PUBLIC_MODEL.into(),
+            0,
+            true,
+        ))),
+        Inbound::Anthropic => Some(Box::new(anthropic::AnthropicStreamEncoder::new(
+            "msg_replay".into(),
+            PUBLIC_MODEL.into(),
+        ))),
+        Inbound::DashScope(options) => Some(Box::new(dashscope::DashScopeStreamEncoder::new(
+            "req_replay".into(),
+            *options,
+        ))),
+    };
+    let idle_timeout = Duration::from_secs(60);
+    let source = futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
+    let stream = open_chunks(source, upstream, 1, idle_timeout).await?;
+    let plan = StreamPlan {
+        decoder: super::outbound::stream_decoder(upstream, 1),
+        encoder,
+        inbound,
+        request_id: "req_replay".into(),
+        public_model: PUBLIC_MODEL.into(),
+        include_usage: true,
+        idle_timeout,
+        ping_every: None,
+    };
+    let (sender, mut receiver) = mpsc::channel::<Bytes>(16);
+    let collect = async move {
+        let mut received = Vec::new();
+        while let Some(frame) = receiver.recv().await {
+            received.extend_from_slice(&frame);
+        }
+        received
+    };
+    let (_, received) = tokio::join!(
+        pump(stream, plan, std::time::Instant::now(), sender),
+        collect
+    );
+    Ok(received)
 }

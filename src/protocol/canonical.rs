@@ -279,6 +279,10 @@ pub struct InvalidRequest {
     pub message: String,
     pub param: Option<String>,
     pub status: u16,
+    /// The request is valid in its own protocol, only not expressible in the canonical model
+    /// (Anthropic server tools or documents, DashScope token-id stop sequences): it may still be
+    /// relayed to an upstream of the same protocol. Every other refusal is final.
+    pub untranslatable: bool,
 }
 
 impl InvalidRequest {
@@ -287,6 +291,15 @@ impl InvalidRequest {
             message: message.into(),
             param: param.map(str::to_string),
             status: 400,
+            untranslatable: false,
+        }
+    }
+
+    /// A request valid in its own protocol that cannot be translated (see `untranslatable`).
+    pub fn untranslatable(message: impl Into<String>, param: Option<&str>) -> Self {
+        InvalidRequest {
+            untranslatable: true,
+            ..InvalidRequest::new(message, param)
         }
     }
 }

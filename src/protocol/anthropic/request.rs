@@ -269,13 +269,13 @@ fn decode_block(i: usize, block: Block) -> Result<Option<Part>, InvalidRequest> 
         other => match super::response::reasoning_or_tool_call(other) {
             Ok(part) => Some(part),
             Err(other) => {
-                return Err(field_error(
-                    "messages",
-                    &format!(
-                        "messages.{i}: content block `{}` is not supported by this model's \
-                         upstream (or is malformed)",
+                return Err(InvalidRequest::untranslatable(
+                    format!(
+                        "messages: messages.{i}: content block `{}` is not supported by this \
+                         model's upstream (or is malformed)",
                         other.type_name()
                     ),
+                    Some("messages"),
                 ))
             }
         },
@@ -326,9 +326,9 @@ fn decode_tool(tool: WireTool) -> Result<Tool, InvalidRequest> {
     match tool.kind.as_deref() {
         None | Some("custom") => {}
         Some(kind) => {
-            return Err(field_error(
-                "tools",
-                &format!("server tool `{kind}` cannot be used with this model's upstream"),
+            return Err(InvalidRequest::untranslatable(
+                format!("tools: server tool `{kind}` cannot be used with this model's upstream"),
+                Some("tools"),
             ))
         }
     }

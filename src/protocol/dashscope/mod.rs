@@ -29,7 +29,7 @@ mod wire;
 mod tests;
 
 pub use error::{decode_error, error_body};
-pub use request::decode_request;
+pub use request::{decode_relayed_request, decode_request};
 pub use response::{decode_response, encode_response};
 pub use stream_decoder::DashScopeStreamDecoder;
 pub use stream_encoder::DashScopeStreamEncoder;

@@ -78,9 +78,9 @@ pub(super) fn decode_parameters(
 /// One stop string stays a list (§7 stop shape); token-id lists cannot be translated.
 fn decode_stop(stop: Option<Value>) -> Result<Vec<String>, InvalidRequest> {
     let unsupported = || {
-        invalid(
+        InvalidRequest::untranslatable(
             "'stop' must be a string or a list of strings; token-id stop sequences are not supported.",
-            "parameters.stop",
+            Some("parameters.stop"),
         )
     };
     match stop {

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::parameters::decode_parameters;
-use super::wire::{WireContent, WireMessage, WirePart, WireRequest};
+use super::wire::{WireContent, WireMessage, WireParameters, WirePart, WireRequest};
 use super::{DashScopeOptions, ResultFormat};
 use crate::protocol::canonical::{
     ChatRequest, ImageSource, InvalidRequest, Message, Part, Role, SystemBlock,
@@ -65,6 +65,51 @@ pub fn decode_request(
             "parameters.result_format",
         ));
     }
+    Ok((request, options))
+}
+
+/// What the gateway itself needs from a request that is valid DashScope but cannot be
+/// translated (`InvalidRequest::untranslatable`), so it can be relayed as it is to a DashScope
+/// upstream: the model, and every parameter checked exactly as [`decode_request`] checks it —
+/// `max_tokens` and `n` size the balance hold — except the untranslatable `stop`.
+pub fn decode_relayed_request(
+    body: &[u8],
+    stream: bool,
+) -> Result<(ChatRequest, DashScopeOptions), InvalidRequest> {
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| InvalidRequest::new(format!("The request body is not valid: {e}"), None))?;
+    let model = match value.get("model").and_then(Value::as_str) {
+        Some(model) if !model.is_empty() => model.to_string(),
+        _ => {
+            return Err(invalid(
+                "Model not specified: 'model' is required.",
+                "model",
+            ))
+        }
+    };
+    if !value.get("input").is_some_and(Value::is_object) {
+        return Err(invalid("'input' must be an object.", "input"));
+    }
+    let mut params = value
+        .get_mut("parameters")
+        .map(Value::take)
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if let Value::Object(map) = &mut params {
+        map.remove("stop");
+    }
+    let params: WireParameters = serde_json::from_value(params).map_err(|e| {
+        InvalidRequest::new(
+            format!("'parameters' is not valid: {e}"),
+            Some("parameters"),
+        )
+    })?;
+    let mut request = ChatRequest {
+        model,
+        stream,
+        include_usage: true,
+        ..ChatRequest::default()
+    };
+    let options = decode_parameters(params, &mut request)?;
     Ok((request, options))
 }
 
@@ -205,9 +250,9 @@ fn content_parts(content: Option<WireContent>, param: &str) -> Result<Vec<Part>,
             });
         } else {
             let kind = item.extra.keys().next().cloned().unwrap_or_default();
-            return Err(invalid(
+            return Err(InvalidRequest::untranslatable(
                 format!("'{param}.content' holds an unsupported item '{kind}': only text and image are supported."),
-                param,
+                Some(param),
             ));
         }
     }
