@@ -229,3 +229,54 @@ async fn mid_stream_failures_arrive_in_band_in_every_combination() {
     );
     assert_no_failures(&failures);
 }
+
+#[tokio::test]
+async fn streams_read_the_same_however_the_upstream_cuts_its_bytes_in_every_combination() {
+    // A buffering proxy, a short reply in one TCP segment or `Content-Length` deliver a stream
+    // in one piece; networks cut it anywhere. The client must read the same, to the end.
+    let env = matrix_env().await;
+    let mut failures = Vec::new();
+    for client in CLIENTS {
+        for model in UPSTREAMS {
+            for tools in [false, true] {
+                let text = if tools {
+                    "Weather? [mock:thinking] [mock:tool_call]"
+                } else {
+                    "Hello there [mock:thinking] [mock:words=30]"
+                };
+                let mut by_frame = call(&env, client, KEY_AUTO, model, text, true, tools).await;
+                // The mock counts the directives as input words.
+                by_frame.input_tokens = None;
+                let what = format!("{client:?} → {model} tools={tools}");
+                check(
+                    &mut failures,
+                    by_frame.status == 200
+                        && by_frame.finish.is_some()
+                        && (by_frame.tool_name.is_some() || !tools),
+                    format!("frame by frame {what}: {by_frame:?}"),
+                );
+                check(
+                    &mut failures,
+                    by_frame.output_tokens.is_some(),
+                    format!("usage frame by frame {what}: {by_frame:?}"),
+                );
+                for cut in [
+                    "[mock:one_piece]",
+                    "[mock:random_cuts=1]",
+                    "[mock:random_cuts=42]",
+                ] {
+                    let text = format!("{text} {cut}");
+                    let mut r = call(&env, client, KEY_AUTO, model, &text, true, tools).await;
+                    r.input_tokens = None;
+                    check(
+                        &mut failures,
+                        r == by_frame,
+                        format!("{cut} {what}: {r:?}\n  frame by frame: {by_frame:?}"),
+                    );
+                }
+            }
+        }
+    }
+    env.finish().await;
+    assert_no_failures(&failures);
+}

@@ -10,6 +10,10 @@
 //! - `[mock:chunk_delay_ms=N]`: wait N ms between stream frames.
 //! - `[mock:cut_after=N]`: streaming only, break the body after N content chunks.
 //! - `[mock:stream_error]`: streaming only, an in-band error right after the first content chunk.
+//! - `[mock:one_piece]`: streaming only, the whole stream in one body chunk with `Content-Length`
+//!   (as a buffering proxy or a short reply in one TCP segment delivers it).
+//! - `[mock:random_cuts=SEED]`: streaming only, the stream's bytes cut at places drawn from SEED,
+//!   regardless of event boundaries.
 //! - `[mock:no_usage]`: never report usage.
 //! - `[mock:words=N]`: the reply is exactly `w1 w2 … wN`.
 //! - `[mock:tool_call]`: call the first tool of a request that has tools.
@@ -44,6 +48,8 @@ pub(super) struct Directives {
     pub words: Option<usize>,
     pub tool_call: bool,
     pub stream_error: bool,
+    pub one_piece: bool,
+    pub random_cuts: Option<u64>,
     pub thinking: bool,
     pub cache_read: Option<u64>,
     pub cumulative: bool,
@@ -92,12 +98,14 @@ impl Directives {
                 self.words = usize::try_from(n).ok().map(|n| n.min(MAX_WORDS));
             }
             ("cache_read" | "cached", Some(n)) => self.cache_read = Some(n),
+            ("random_cuts", Some(seed)) => self.random_cuts = Some(seed),
             ("base_resp", Some(code)) => {
                 self.base_resp = u32::try_from(code).ok().filter(|code| *code != 0);
             }
             ("no_usage", None) => self.no_usage = true,
             ("tool_call", None) => self.tool_call = true,
             ("stream_error", None) => self.stream_error = true,
+            ("one_piece", None) => self.one_piece = true,
             ("thinking", None) => self.thinking = true,
             ("cumulative", None) => self.cumulative = true,
             ("forced_tool_stop", None) => self.forced_tool_stop = true,

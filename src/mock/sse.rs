@@ -12,6 +12,9 @@
 //! So `cut_after=N` breaks the body (an I/O error, no end marker) before the (N+1)th content
 //! chunk or before the tail, whichever comes first; `stream_error` sends the protocol's error
 //! frame right after the first content chunk and then ends the body cleanly.
+//!
+//! `one_piece` and `random_cuts` change only how the same bytes are cut into body chunks: all in
+//! one (with `Content-Length`), or at places drawn from a seed, across event boundaries.
 
 use std::io;
 use std::time::Duration;
@@ -61,7 +64,7 @@ pub(super) fn respond(
     headers: Vec<(HeaderName, String)>,
 ) -> Response {
     let delay = Duration::from_millis(directives.chunk_delay_ms);
-    let driver = Driver {
+    let mut driver = Driver {
         frames,
         cut_after: directives.cut_after,
         stream_error: directives.stream_error.then_some(error_frame),
@@ -69,6 +72,10 @@ pub(super) fn respond(
         content_sent: 0,
         over: false,
     };
+    if directives.one_piece || directives.random_cuts.is_some() {
+        let body = recut(&mut driver, directives.random_cuts);
+        return with_headers(sse_response(body), headers);
+    }
     let stream = futures::stream::unfold((driver, true), move |(mut driver, first)| async move {
         let step = driver.next_step()?;
         if !first && !delay.is_zero() {
@@ -81,22 +88,64 @@ pub(super) fn respond(
         }
         Some((step, (driver, false)))
     });
-    let mut response = (
+    with_headers(sse_response(Body::from_stream(stream)), headers)
+}
+
+fn sse_response(body: Body) -> Response {
+    (
         StatusCode::OK,
         [
             (CONTENT_TYPE, "text/event-stream"),
             (CACHE_CONTROL, "no-cache"),
             (HeaderName::from_static("x-accel-buffering"), "no"),
         ],
-        Body::from_stream(stream),
+        body,
     )
-        .into_response();
+        .into_response()
+}
+
+fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {
     for (name, value) in headers {
         if let Ok(value) = value.parse() {
             response.headers_mut().insert(name, value);
         }
     }
     response
+}
+
+/// The whole stream at once: one chunk (`seed` `None`, so the body has a `Content-Length`) or
+/// cut at places drawn from `seed`. A stream that `cut_after` breaks keeps its break at the end.
+fn recut(driver: &mut Driver, seed: Option<u64>) -> Body {
+    let mut bytes = Vec::new();
+    let mut broken = None;
+    while let Some(step) = driver.next_step() {
+        match step {
+            Ok(frame) => bytes.extend_from_slice(&frame),
+            Err(error) => {
+                broken = Some(error);
+                break;
+            }
+        }
+    }
+    let mut chunks: Vec<io::Result<Bytes>> = Vec::new();
+    match seed {
+        None if broken.is_none() => return Body::from(bytes),
+        None => chunks.push(Ok(Bytes::from(bytes))),
+        Some(mut state) => {
+            let mut start = 0;
+            while start < bytes.len() {
+                // A linear congruential generator: the same seed always cuts the same way.
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let end = (start + 1 + (state >> 33) as usize % 61).min(bytes.len());
+                chunks.push(Ok(Bytes::copy_from_slice(&bytes[start..end])));
+                start = end;
+            }
+        }
+    }
+    chunks.extend(broken.map(Err));
+    Body::from_stream(futures::stream::iter(chunks))
 }
 
 /// Walks the frames, applying `cut_after` and `stream_error`.

@@ -119,3 +119,12 @@ STREAM_ERROR_TEXT_BUG = (
     "(\"The upstream model failed to answer.\", what a relayed stream, a broken stream or any "
     "non-streaming upstream failure gets)"
 )
+
+# How the mock upstream cuts a stream's bytes (issue 11): frame by frame (its default), the whole
+# stream in one piece with Content-Length (a buffering proxy, one TCP segment), or at random
+# places across event boundaries. A client must read the same stream every way.
+STREAM_CUTS = [
+    pytest.param("", id="frame-by-frame"),
+    pytest.param(" [mock:one_piece]", id="one-piece"),
+    pytest.param(" [mock:random_cuts=3]", id="random-cuts"),
+]

@@ -16,6 +16,7 @@ import anthropic
 import pytest
 
 from mockspec import (
+    STREAM_CUTS,
     ANTHROPIC_AUTH_STYLES,
     DEMO_MODELS,
     DISPLAY_NAMES,
@@ -204,6 +205,19 @@ def test_every_way_of_passing_the_key(anthropic_with_key, api_key, demo_model, a
 
 
 # 2. Streaming ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", STREAM_CUTS)
+def test_stream_reads_the_same_however_the_upstream_cuts_it(anthropic_client, demo_model, cut):
+    """A stream the upstream sends in one piece, or cut anywhere, reaches the SDK whole."""
+    with anthropic_client.messages.stream(
+        model=demo_model, max_tokens=MAX_TOKENS, messages=user(GREETING + cut)
+    ) as stream:
+        final = stream.get_final_message()
+    assert [block.type for block in final.content] == ["text"]
+    assert final.content[0].text == GREETING_REPLY
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 5
 
 
 def test_stream_helper(anthropic_client, demo_model):

@@ -21,6 +21,7 @@ import dashscope
 import pytest
 
 from mockspec import (
+    STREAM_CUTS,
     GREETING,
     GREETING_REPLY,
     STREAM_ERROR_TEXT_BUG,
@@ -187,6 +188,18 @@ def test_stream_incremental(dashscope_sdk, demo_model):
     assert finishes[-1] == "stop"
     assert all(f in (None, "null") for f in finishes[:-1]), finishes
     assert_final_usage(responses[-1], 5, 5)
+
+
+@pytest.mark.parametrize("cut", STREAM_CUTS)
+def test_stream_reads_the_same_however_the_upstream_cuts_it(dashscope_sdk, demo_model, cut):
+    """A stream the upstream sends in one piece, or cut anywhere, reaches the SDK whole."""
+    responses = stream(demo_model, user(GREETING + cut), incremental=True)
+
+    for response in responses:
+        assert_ok(response)
+    assert "".join(content(r) for r in responses) == GREETING_REPLY
+    assert choice(responses[-1]).finish_reason == "stop"
+    assert responses[-1].usage.output_tokens == 5
 
 
 @pytest.mark.parametrize("flag", ["explicit", "default"])

@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from mockspec import (
+    STREAM_CUTS,
     DEMO_MODELS,
     DISPLAY_NAMES,
     GREETING,
@@ -180,6 +181,25 @@ def test_chat_completion_streaming_with_usage(client, demo_model):
     assert final.usage.completion_tokens == 5
     assert final.usage.total_tokens == 10
     assert [c for c in chunks[:-1] if c.usage is not None] == []
+
+
+@pytest.mark.parametrize("cut", STREAM_CUTS)
+def test_chat_completion_stream_reads_the_same_however_the_upstream_cuts_it(client, demo_model, cut):
+    """A stream the upstream sends in one piece, or cut anywhere, reaches the SDK whole: every
+    word, the finish reason and the usage."""
+    chunks = collect(
+        client.chat.completions.create(
+            model=demo_model,
+            messages=user(GREETING + cut),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert streamed_text(chunks) == GREETING_REPLY
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
 
 
 def test_chat_completion_streaming_without_usage(client, demo_model):
