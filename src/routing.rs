@@ -89,12 +89,16 @@ pub fn plan(view: &LiveView, model: &str, key_id: &str, rng: &mut impl Rng) -> P
 }
 
 /// Whether the policy makes another attempt after this failure. Errors that would repeat on
-/// any attempt (a 4xx other than 429, an unreadable credential) never retry.
+/// any attempt (a 4xx other than 429 that is about the request) never retry; a refusal of the
+/// platform itself (401, 403, 404, an unreadable credential) moves on to other deployments.
 pub fn retries(on: &RetryOn, error: &UpstreamError) -> bool {
     match error {
         UpstreamError::Connect | UpstreamError::Transport(_) => on.connect,
         UpstreamError::Timeout => on.timeout,
         UpstreamError::Status { status: 429, .. } => on.rate_limit,
+        // The provider refused the platform (credential, model, URL): another deployment may
+        // serve; the pipeline never tries the refusing one again.
+        error if error.is_platform_fault() => on.server_error,
         UpstreamError::Status { status, .. } if *status >= 500 => on.server_error,
         UpstreamError::Status { .. }
         | UpstreamError::Credential
@@ -220,6 +224,16 @@ mod tests {
         assert!(retries(&RetryOn::ALL, &status(503)));
         assert!(retries(&RetryOn::ALL, &UpstreamError::Connect));
         assert!(!retries(&RetryOn::ALL, &status(400)));
-        assert!(!retries(&RetryOn::ALL, &UpstreamError::Credential));
+        assert!(!retries(&RetryOn::ALL, &status(422)));
+        // A refusal of the platform itself moves on to other deployments.
+        for refused in [
+            status(401),
+            status(403),
+            status(404),
+            UpstreamError::Credential,
+        ] {
+            assert!(retries(&RetryOn::ALL, &refused), "{refused:?}");
+            assert!(!retries(&only_rate_limits, &refused), "{refused:?}");
+        }
     }
 }

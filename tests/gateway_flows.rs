@@ -569,3 +569,104 @@ async fn a_stalled_store_never_holds_responses_and_loses_no_metering() {
     let (_store, db) = env.finish().await;
     assert_eq!(usage::calls(&db, None, 1000).await.unwrap().len(), 82);
 }
+
+#[tokio::test]
+async fn a_provider_that_refuses_the_platform_is_its_failure_and_the_next_deployment_serves() {
+    let store = stores().await.remove(0);
+    let env = env(store).await;
+    let core = env.store.core().await;
+    // The same mock behind a provider whose credential it does not accept (401).
+    let mock = env.mock.addr;
+    import_text(
+        &core,
+        &format!(
+            r#"
+[[providers]]
+id = "expired"
+protocol = "openai"
+base_url = "http://{mock}/v1"
+region = "local"
+api_key = "sk-expired-credential"
+
+[[models]]
+name = "refused-only"
+display_name = "Refused only"
+input_price = 1
+output_price = 1
+cached_input_price = 1
+
+[[models]]
+name = "refused-then-good"
+display_name = "Refused then good"
+input_price = 1
+output_price = 1
+cached_input_price = 1
+
+[[routes]]
+model = "refused-only"
+max_attempts = 3
+deployments = [ {{ provider = "expired", upstream_model = "up", weight = 1, priority = 0 }} ]
+
+[[routes]]
+model = "refused-then-good"
+max_attempts = 3
+deployments = [
+  {{ provider = "expired", upstream_model = "up", weight = 1, priority = 0 }},
+  {{ provider = "mock-openai", upstream_model = "up", weight = 1, priority = 1 }},
+]
+"#
+        ),
+    )
+    .await;
+    drop(core);
+    let http = env.http.clone();
+    let models = env.url("/v1/models");
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || {
+            let (http, models) = (http.clone(), models.clone());
+            async move {
+                let text = http
+                    .get(models)
+                    .bearer_auth(KEY_AUTO)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                text.contains("refused-then-good")
+            }
+        })
+        .await
+    );
+
+    let before = env.mock.requests().await.len();
+    let response = env
+        .chat(
+            KEY_AUTO,
+            json!({"model": "refused-only", "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(response.status(), 502);
+    let (_, error) = error_of(response).await;
+    let message = error["message"].as_str().unwrap();
+    assert_eq!(error["type"], "server_error", "{error}");
+    assert!(
+        message.contains("not a problem with your request") && !message.contains("API key"),
+        "the gateway's own words, not the provider's: {message}"
+    );
+    assert_eq!(
+        env.mock.requests().await.len() - before,
+        1,
+        "a refusing deployment is never tried again"
+    );
+
+    let served = env
+        .chat(
+            KEY_AUTO,
+            json!({"model": "refused-then-good", "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(served.status(), 200, "the next deployment serves");
+    env.finish().await;
+}

@@ -583,3 +583,76 @@ async fn silent_upstreams_send_anthropic_clients_keep_alive_pings() {
     assert_eq!(text, "w1 w2 w3");
     env.finish().await;
 }
+
+/// A DashScope request as its client posts it.
+async fn dashscope_call(env: &Env, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = env
+        .http
+        .post(env.url("/api/v1/services/aigc/text-generation/generation"))
+        .bearer_auth(KEY_AUTO)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn dashscope_requests_are_checked_the_same_whichever_upstream_serves_them() {
+    let env = matrix_env().await;
+    let input = json!({"messages": [{"role": "user", "content": "hi"}]});
+    // Token-id stop sequences are valid DashScope that cannot be translated: such a request is
+    // relayed only to a DashScope upstream, after the same checks as any other.
+    let token_stop = json!([[37763, 367]]);
+    for model in UPSTREAMS {
+        for stop in [None, Some(&token_stop)] {
+            for (name, value) in [
+                ("max_tokens", json!(-5)),
+                ("max_tokens", json!(0)),
+                ("n", json!(9)),
+            ] {
+                let mut parameters = json!({"result_format": "message"});
+                parameters[name] = value.clone();
+                if let Some(stop) = stop {
+                    parameters["stop"] = stop.clone();
+                }
+                let before = env.mock.requests().await.len();
+                let (status, body) = dashscope_call(
+                    &env,
+                    json!({"model": model, "input": input, "parameters": parameters}),
+                )
+                .await;
+                let what = format!("{model} {name}={value} stop={stop:?}: {body}");
+                assert_eq!(status, 400, "{what}");
+                assert_eq!(body["code"], "InvalidParameter", "{what}");
+                assert_eq!(
+                    env.mock.requests().await.len(),
+                    before,
+                    "no upstream call: {what}"
+                );
+            }
+        }
+    }
+    // The balance hold counts every choice asked for on the relay path too: 4 choices of 20M
+    // output tokens (2 µ each) are more than the tenant's 100 units; one choice is not.
+    for (n, refused) in [(1, false), (4, true)] {
+        let (status, body) = dashscope_call(
+            &env,
+            json!({"model": "via-dashscope", "input": input, "parameters":
+                {"result_format": "message", "stop": token_stop, "n": n, "max_tokens": 20_000_000}}),
+        )
+        .await;
+        if refused {
+            // DashScope's own envelope for a balance that does not cover the call.
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (400, Some("Arrearage")),
+                "{body}"
+            );
+        } else {
+            assert_eq!(status, 200, "n={n}: {body}");
+        }
+    }
+    env.finish().await;
+}

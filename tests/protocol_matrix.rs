@@ -116,6 +116,11 @@ async fn errors_come_back_in_the_callers_envelope_in_every_combination() {
     let cases = [
         ("[mock:status=429]", [429, 429, 429]),
         ("[mock:status=500]", [502, 502, 500]),
+        // A provider that refuses the platform (its credential, the configured model or URL)
+        // is the platform's failure, never the customer's mistake.
+        ("[mock:status=401]", [502, 502, 500]),
+        ("[mock:status=403]", [502, 502, 500]),
+        ("[mock:status=404]", [502, 502, 500]),
     ];
     for (i, client) in CLIENTS.into_iter().enumerate() {
         for model in UPSTREAMS {
@@ -139,7 +144,7 @@ async fn errors_come_back_in_the_callers_envelope_in_every_combination() {
                 let leaked = r
                     .error_message
                     .as_deref()
-                    .is_some_and(|m| m.contains("mock fault"));
+                    .is_some_and(|m| m.contains("mock fault") || m.contains("refused"));
                 check(
                     &mut failures,
                     !leaked,

@@ -44,6 +44,10 @@ fn upstream_message(error: &UpstreamError) -> String {
         UpstreamError::Status { status: 429, .. } => {
             "The upstream model is rate limited; retry shortly.".into()
         }
+        error if error.is_platform_fault() => "The model is not available right now: the \
+            platform could not reach it with its own configuration. This is not a problem with \
+            your request."
+            .into(),
         // A 4xx tells the caller what to fix (e.g. a context too long): keep its words, in
         // the caller's envelope; never the upstream's body.
         UpstreamError::Status {
@@ -66,6 +70,7 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoRoute(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(error) => match error {
+                error if error.is_platform_fault() => StatusCode::BAD_GATEWAY,
                 UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamError::Status { status: 429, .. } => StatusCode::TOO_MANY_REQUESTS,
                 UpstreamError::Status { status, .. } if (400..500).contains(status) => {
@@ -94,6 +99,7 @@ impl ApiError {
                 ("rate_limit_exceeded", Some("rate_limit_exceeded"))
             }
             ApiError::Upstream(UpstreamError::Timeout) => ("timeout", Some("upstream_timeout")),
+            ApiError::Upstream(error) if error.is_platform_fault() => ("server_error", None),
             ApiError::Upstream(UpstreamError::Status { status, .. }) if *status < 500 => {
                 ("invalid_request_error", None)
             }

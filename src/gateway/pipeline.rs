@@ -209,7 +209,12 @@ async fn run(
     // Attempts: before the first byte reaches the client, failures may retry or fall back.
     let mut last_error = UpstreamError::Connect;
     let mut answered = None;
+    // Deployments whose provider refused the platform: trying them again cannot help.
+    let mut refusing: Vec<&Target> = Vec::new();
     for target in plan.attempts() {
+        if refusing.iter().any(|r| same_deployment(r, target)) {
+            continue;
+        }
         let attempt_started = Instant::now();
         let result = match &untranslatable {
             Some(reason) if !same_dialect(&inbound, target.provider.config.protocol) => {
@@ -245,6 +250,17 @@ async fn run(
                 return Err(fail(error));
             }
             Err(Failure::Upstream(error)) => {
+                if error.is_platform_fault() {
+                    // The operator's to fix (credential, upstream model, base URL); the
+                    // customer only learns that the model is unavailable.
+                    tracing::warn!(
+                        provider = %target.deployment.provider,
+                        upstream_model = %target.deployment.upstream_model,
+                        %error,
+                        "the provider refused the platform"
+                    );
+                    refusing.push(target);
+                }
                 let retry = retries(&plan.retry.retry_on, &error);
                 last_error = error;
                 if !retry {
@@ -363,6 +379,11 @@ fn failed_outcome(status: u16) -> Outcome {
         delivered: Default::default(),
         ttft_ms: None,
     }
+}
+
+fn same_deployment(a: &Target, b: &Target) -> bool {
+    a.deployment.provider == b.deployment.provider
+        && a.deployment.upstream_model == b.deployment.upstream_model
 }
 
 fn same_dialect(inbound: &Inbound, protocol: UpstreamProtocol) -> bool {

@@ -44,6 +44,21 @@ impl UpstreamError {
         }
     }
 
+    /// Whether the provider refused the *platform* — its credential (401, 403) or the upstream
+    /// model or URL the operator configured (404) — rather than anything in the caller's
+    /// request. Such a failure is the platform's, never the customer's: answered as a 5xx in
+    /// the gateway's own words, and a reason to try another deployment, never the same one.
+    pub fn is_platform_fault(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Credential
+                | UpstreamError::Status {
+                    status: 401 | 403 | 404,
+                    ..
+                }
+        )
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             UpstreamError::Status { status, .. } => Some(*status),
