@@ -670,3 +670,80 @@ deployments = [
     assert_eq!(served.status(), 200, "the next deployment serves");
     env.finish().await;
 }
+
+/// Sends a whole `count_tokens` request of `spaces` spaces on its own connection and returns
+/// the connection, to read the answer from later.
+async fn send_count_tokens(addr: std::net::SocketAddr, spaces: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        r#"{{"model":"test-gpt","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        " ".repeat(spaces)
+    );
+    let head = format!(
+        "POST /v1/messages/count_tokens HTTP/1.1\r\nhost: gateway\r\nx-api-key: {KEY_AUTO}\r\n\
+         anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(body.as_bytes()).await.unwrap();
+    socket
+}
+
+/// One runtime worker only: if any request's work held it, nothing else could be answered.
+/// Liveness probes run back to back while two callers count megabytes of tokens; the longest
+/// wait for a probe must be a small part of the whole count (a ratio, so a slow machine does
+/// not change the verdict). Work held on the worker would stall every probe for the length of
+/// one whole count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn counting_megabytes_of_tokens_never_stalls_other_requests() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::io::AsyncReadExt;
+
+    let store = stores().await.remove(0);
+    let env = env(store).await;
+    let mut counting = Vec::new();
+    // Two callers, each with ~7 MB of spaces: the worst case for a byte-pair encoder.
+    for _ in 0..2 {
+        counting.push(send_count_tokens(env.server.addr, 7 * 1024 * 1024).await);
+    }
+    let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let (http, url, done) = (env.http.clone(), env.url("/health/live"), done.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let live = http.get(&url).send().await.unwrap();
+                assert_eq!(live.status(), 200);
+                answers.push(Instant::now());
+            }
+            answers
+        })
+    };
+    for mut socket in counting {
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response:.300}");
+        let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["estimated"], true, "{body}");
+        assert!(body["input_tokens"].as_u64().unwrap() > 0, "{body}");
+    }
+    let finished = Instant::now();
+    done.store(true, Ordering::SeqCst);
+    let answers = prober.await.unwrap();
+    let mut marks = vec![started];
+    marks.extend(answers.iter().copied().filter(|at| *at < finished));
+    marks.push(finished);
+    let longest_wait = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    let whole = finished - started;
+    assert!(
+        longest_wait * 5 < whole,
+        "a probe waited {longest_wait:?} of the counts' {whole:?} ({} probes answered)",
+        answers.len()
+    );
+    env.finish().await;
+}
