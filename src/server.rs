@@ -33,7 +33,7 @@ impl Core {
     /// Opens (and migrates) the configured store and replays the log into memory.
     pub async fn open(settings: &Settings) -> anyhow::Result<Core> {
         if settings.database_url.is_none() {
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            crate::crypto::create_private_dir(&settings.data_dir).with_context(|| {
                 format!(
                     "cannot create data directory {}",
                     settings.data_dir.display()
