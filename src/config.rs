@@ -279,3 +279,18 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::parse_trusted_proxies;
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_blocks_and_a_typo_is_named() {
+        let nets = parse_trusted_proxies("10.0.0.0/8, 192.0.2.7 ::1,").unwrap();
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]);
+        let error = parse_trusted_proxies("10.0.0.0/8, 10.0.0.300").unwrap_err();
+        assert!(error.to_string().contains("`10.0.0.300`"), "{error}");
+    }
+}
