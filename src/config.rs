@@ -50,6 +50,95 @@ pub struct Settings {
     pub login_window: Duration,
     pub login_lockout: Duration,
     pub payments: PaymentSettings,
+    pub edge: EdgeSettings,
+}
+
+/// The HTTP edge: how long a client may take, how many connections are served at once, and
+/// whose `X-Forwarded-*` headers are believed.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    /// A request's whole head (request line and headers) must arrive within this, counted from
+    /// the connection's accept, or on a kept-alive connection from the request's first byte.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait, unaccepted, in the listen backlog.
+    pub max_connections: usize,
+    /// Addresses of the proxies in front of the gateway (IPs or CIDR blocks). Only connections
+    /// from them may say who the client is (`X-Forwarded-For`) and how it reached the proxy
+    /// (`X-Forwarded-Proto`, `X-Forwarded-Host`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        EdgeSettings {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 4096,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl EdgeSettings {
+    /// Reads the `MODELROUTER_*` edge variables over the defaults.
+    pub fn from_env() -> anyhow::Result<EdgeSettings> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let seconds = |name: &str| -> anyhow::Result<Option<Duration>> {
+            var(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("{name} must be a positive number of seconds")
+                        })
+                })
+                .transpose()
+        };
+        let mut settings = EdgeSettings::default();
+        if let Some(timeout) = seconds("MODELROUTER_HEADER_READ_TIMEOUT_SECS")? {
+            settings.header_read_timeout = timeout;
+        }
+        if let Some(timeout) = seconds("MODELROUTER_IDLE_TIMEOUT_SECS")? {
+            settings.idle_timeout = timeout;
+        }
+        if let Some(max) = var("MODELROUTER_MAX_CONNECTIONS") {
+            settings.max_connections = max
+                .trim()
+                .parse()
+                .ok()
+                .filter(|max| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(max))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("MODELROUTER_MAX_CONNECTIONS must be a positive integer")
+                })?;
+        }
+        if let Some(proxies) = var("MODELROUTER_TRUSTED_PROXIES") {
+            settings.trusted_proxies = parse_trusted_proxies(&proxies)?;
+        }
+        Ok(settings)
+    }
+}
+
+/// Reads a comma- or space-separated list of IP addresses and CIDR blocks
+/// (`10.0.0.0/8, 192.0.2.7, ::1`). A plain address is a block of one.
+pub fn parse_trusted_proxies(text: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "MODELROUTER_TRUSTED_PROXIES: `{item}` is neither an IP address nor a CIDR block"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// How tenants top up: the limits of an order and which payment methods are offered.
@@ -174,6 +263,7 @@ impl Settings {
             login_window: Duration::from_secs(15 * 60),
             login_lockout: Duration::from_secs(15 * 60),
             payments: PaymentSettings::default(),
+            edge: EdgeSettings::default(),
         }
     }
 
@@ -187,5 +277,20 @@ impl Settings {
                 .to_string_lossy()
                 .into_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::parse_trusted_proxies;
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_blocks_and_a_typo_is_named() {
+        let nets = parse_trusted_proxies("10.0.0.0/8, 192.0.2.7 ::1,").unwrap();
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]);
+        let error = parse_trusted_proxies("10.0.0.0/8, 10.0.0.300").unwrap_err();
+        assert!(error.to_string().contains("`10.0.0.300`"), "{error}");
     }
 }

@@ -77,8 +77,7 @@ impl MasterKey {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::thread_rng().fill_bytes(&mut key);
-                std::fs::create_dir_all(data_dir)
-                    .map_err(|e| CryptoError::MasterKey(e.to_string()))?;
+                create_private_dir(data_dir).map_err(|e| CryptoError::MasterKey(e.to_string()))?;
                 write_private(&path, &hex::encode(key))
                     .map_err(|e| CryptoError::MasterKey(e.to_string()))?;
                 Ok(MasterKey(key))
@@ -144,7 +143,8 @@ impl MasterKey {
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes a new file that only its owner may read (0600, whatever the umask).
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -153,7 +153,25 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)?.write_all(contents.as_bytes())
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(contents.as_bytes())
+}
+
+/// Creates `dir` and its missing parents, the new ones open to their owner only (0700).
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// Lower-case hex SHA-256 of an API key: the only form in which keys are stored.

@@ -28,8 +28,9 @@ pub fn demo_key(data_dir: &std::path::Path) -> anyhow::Result<String> {
         return Ok(key.trim().to_string());
     }
     let key = crate::crypto::generate_api_key();
-    std::fs::create_dir_all(data_dir)?;
-    std::fs::write(&path, &key)?;
+    // The demo tenant's key spends its balance: only the owner may read it.
+    crate::crypto::create_private_dir(data_dir)?;
+    crate::crypto::write_private(&path, &key)?;
     Ok(key)
 }
 
@@ -108,4 +109,30 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
 pub async fn seed(core: &Core, mock: SocketAddr, key: &str) -> anyhow::Result<()> {
     import::apply(core, &demo_file(mock, key), &Actor::Cli).await?;
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_kept_demo_key_is_readable_by_its_owner_only() {
+        if std::env::var_os("MODELROUTER_DEMO_API_KEY").is_some() {
+            return; // the key comes from the environment; no file is written
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let key = super::demo_key(&data_dir).unwrap();
+        let file = data_dir.join("demo-api-key");
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&data_dir), 0o700);
+        assert_eq!(
+            super::demo_key(&data_dir).unwrap(),
+            key,
+            "kept, not replaced"
+        );
+    }
 }

@@ -19,6 +19,8 @@ use crate::gateway::{self, AppState};
 use crate::live::{run_tailer, Live};
 use crate::store::{self, replicas, Appender, Commands, Db};
 
+mod connections;
+
 /// The store, master key and command bus every CLI command shares.
 pub struct Core {
     pub db: Db,
@@ -31,7 +33,7 @@ impl Core {
     /// Opens (and migrates) the configured store and replays the log into memory.
     pub async fn open(settings: &Settings) -> anyhow::Result<Core> {
         if settings.database_url.is_none() {
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            crate::crypto::create_private_dir(&settings.data_dir).with_context(|| {
                 format!(
                     "cannot create data directory {}",
                     settings.data_dir.display()
@@ -136,21 +138,13 @@ pub async fn serve(
         master_key,
         settings,
     });
-    let app = gateway::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = gateway::router(state.clone());
+    let edge = state.settings.edge.clone();
     // Holds the state (and so the metering queue) only while serving: stopped before draining.
     let billing_stop = CancellationToken::new();
     let billing = tokio::spawn(billing_housekeeping(state.clone(), billing_stop.clone()));
     drop(state);
-    // Small SSE frames must leave at once, not wait for the client's delayed ACK (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")?;
+    connections::serve(listener, app, &edge, shutdown).await;
 
     billing_stop.cancel();
     let _ = billing.await;

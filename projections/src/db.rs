@@ -14,6 +14,33 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
+/// Creates the SQLite file, if it does not exist yet, readable and writable by its owner only
+/// (0600, whatever the umask): it holds password hashes, sealed credentials and every tenant's
+/// usage. SQLite gives the `-wal` and `-shm` files it creates the database file's mode. A file
+/// that exists keeps the mode its operator gave it.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(file) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            drop(file);
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Runs the same expression against whichever pool a [`Db`] holds.
 #[macro_export]
 macro_rules! on_db {
@@ -141,6 +168,9 @@ impl Db {
             Ok(Db::Postgres(pool))
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            if !path.starts_with(':') {
+                create_private(std::path::Path::new(path)).map_err(sqlx::Error::Io)?;
+            }
             let options = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use axum_extra::extract::cookie::CookieJar;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::session::SignedInOperator;
-use crate::gateway::{AppState, RequestId};
+use crate::gateway::{AppState, Caller, RequestId};
 use crate::portal::account::{start_session, verify_login, CsrfForm, LoginSubject};
 use crate::portal::login::{site_login_page, site_login_submit, LoginForm, NextQuery};
 use crate::portal::session;
@@ -57,19 +57,19 @@ async fn sign_in(
 
 pub async fn login_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     operator: Option<SignedInOperator>,
     Query(query): Query<NextQuery>,
 ) -> Result<Response, PortalError> {
     let signed_in = operator.is_some();
-    site_login_page(&state, Site::Admin, &headers, jar, signed_in, query).await
+    site_login_page(&state, Site::Admin, &caller, jar, signed_in, query).await
 }
 
 pub async fn login_submit(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PortalError> {
@@ -77,7 +77,7 @@ pub async fn login_submit(
     let sign_in = |email: String, password: String| async move {
         sign_in(&directory, &email, &password, &request).await
     };
-    site_login_submit(&state, Site::Admin, &headers, jar, form, sign_in).await
+    site_login_submit(&state, Site::Admin, &caller, jar, form, sign_in).await
 }
 
 pub async fn logout_submit(
@@ -177,12 +177,12 @@ pub struct OperatorSession {
 pub async fn api_login(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<Response, PortalError> {
     let id = sign_in(&state, &body.email, &body.password, &request).await?;
-    let (jar, csrf) = start_session(&state, &headers, jar, Realm::Operator, &id).await?;
+    let (jar, csrf) = start_session(&state, &caller, jar, Realm::Operator, &id).await?;
     let view = state.live.view();
     let operator = view.operators.get(&id).ok_or(PortalError::SignedOut)?;
     let session = OperatorSession {

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use super::session::SignedInOperator;
 use crate::crypto::{generate_password, hash_password};
-use crate::gateway::{AppState, RequestId};
+use crate::gateway::{AppState, Caller, RequestId};
 use crate::portal::format::{money, percent_bps};
 use crate::portal::recharge::parse_amount;
 use crate::portal::{render, Chrome, PortalError};
@@ -479,7 +479,7 @@ struct CreatedPage {
 pub async fn create_submit(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: axum::http::HeaderMap,
+    caller: Caller,
     operator: SignedInOperator,
     Form(form): Form<AgentForm>,
 ) -> Result<Response, PortalError> {
@@ -501,7 +501,7 @@ pub async fn create_submit(
     };
     match result {
         Ok(created) => {
-            let base = crate::portal::models::base_url(&state, &headers);
+            let base = crate::portal::models::base_url(&state, &caller);
             let page = CreatedPage {
                 chrome: operator.chrome("agents"),
                 link: format!("{base}/r/{}", created.referral_code),

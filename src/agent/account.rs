@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use axum_extra::extract::cookie::CookieJar;
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::session::{AgentWriter, SignedInAgent};
 use crate::crypto::{hash_password, verify_password};
-use crate::gateway::{AppState, RequestId};
+use crate::gateway::{AppState, Caller, RequestId};
 use crate::portal::account::{
     check_password, start_session, verify_login, CsrfForm, LoginSubject, MIN_PASSWORD,
 };
@@ -55,19 +55,19 @@ async fn sign_in(
 
 pub async fn login_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     agent: Option<SignedInAgent>,
     Query(query): Query<NextQuery>,
 ) -> Result<Response, PortalError> {
     let signed_in = agent.is_some();
-    site_login_page(&state, Site::Agent, &headers, jar, signed_in, query).await
+    site_login_page(&state, Site::Agent, &caller, jar, signed_in, query).await
 }
 
 pub async fn login_submit(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PortalError> {
@@ -75,7 +75,7 @@ pub async fn login_submit(
     let sign_in = |email: String, password: String| async move {
         sign_in(&directory, &email, &password, &request).await
     };
-    site_login_submit(&state, Site::Agent, &headers, jar, form, sign_in).await
+    site_login_submit(&state, Site::Agent, &caller, jar, form, sign_in).await
 }
 
 pub async fn logout_submit(
@@ -229,12 +229,12 @@ impl AgentSession {
 pub async fn api_login(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<Response, PortalError> {
     let id = sign_in(&state, &body.email, &body.password, &request).await?;
-    let (jar, csrf) = start_session(&state, &headers, jar, Realm::Agent, &id).await?;
+    let (jar, csrf) = start_session(&state, &caller, jar, Realm::Agent, &id).await?;
     let view = state.live.view();
     let agent = view.agents.get(&id).ok_or(PortalError::SignedOut)?;
     let session = AgentSession {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, Utc};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::session::SignedInAgent;
-use crate::gateway::AppState;
+use crate::gateway::{AppState, Caller};
 use crate::portal::format::{csv_cell, money, percent_bps};
 use crate::portal::{render, Chrome, PortalError};
 
@@ -84,7 +84,7 @@ pub struct Dashboard {
 async fn dashboard(
     state: &AppState,
     agent: &SignedInAgent,
-    headers: &HeaderMap,
+    caller: &Caller,
 ) -> Result<(Dashboard, Vec<TenantView>), PortalError> {
     let this = this_month();
     let last = last_month();
@@ -105,7 +105,7 @@ async fn dashboard(
         .iter()
         .filter_map(|m| m.paid.as_ref().map(|p| p.amount))
         .sum();
-    let base = crate::portal::models::base_url(state, headers);
+    let base = crate::portal::models::base_url(state, caller);
     let dashboard = Dashboard {
         name: agent.name.clone(),
         referral_code: agent.referral_code.clone(),
@@ -147,10 +147,10 @@ pub struct NoticeQuery {
 pub async fn dashboard_page(
     State(state): State<Arc<AppState>>,
     agent: SignedInAgent,
-    headers: HeaderMap,
+    caller: Caller,
     Query(query): Query<NoticeQuery>,
 ) -> Result<Response, PortalError> {
-    let (d, tenants) = dashboard(&state, &agent, &headers).await?;
+    let (d, tenants) = dashboard(&state, &agent, &caller).await?;
     let page = DashboardPage {
         chrome: agent.chrome("dashboard"),
         rate: percent_bps(d.commission_bps),
@@ -396,9 +396,9 @@ pub async fn statement_csv(
 pub async fn api_dashboard(
     State(state): State<Arc<AppState>>,
     agent: SignedInAgent,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Dashboard>, PortalError> {
-    Ok(Json(dashboard(&state, &agent, &headers).await?.0))
+    Ok(Json(dashboard(&state, &agent, &caller).await?.0))
 }
 
 #[utoipa::path(get, path = "/api/agent/tenants", tag = "agent",

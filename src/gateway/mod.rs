@@ -5,6 +5,7 @@
 //! catalog, routes and allowances are in memory; metering is handed to the batched appender.
 
 mod auth;
+mod caller;
 mod count_tokens;
 mod error;
 mod health;
@@ -19,13 +20,14 @@ mod relay_tests;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use caller::Caller;
 pub use error::ApiError;
 pub use relay::replay as replay_stream;
 
@@ -50,7 +52,8 @@ pub struct AppState {
     pub settings: Settings,
 }
 
-/// The id of this request (also sent back as `x-request-id`) and the client's address.
+/// The id of this request (also sent back as `x-request-id`) and the client's address (the
+/// [`Caller`]'s: behind trusted proxies, the address they name).
 #[derive(Debug, Clone)]
 pub struct RequestId {
     pub id: String,
@@ -84,7 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::billing::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
@@ -118,21 +121,40 @@ pub(crate) async fn off_workers<T: Send + 'static>(
     })
 }
 
-async fn request_id(mut request: Request, next: Next) -> Response {
+/// Gives every request its id and its [`Caller`], and every response the request id — and,
+/// when the browser used HTTPS, `Strict-Transport-Security`, so it never falls back to HTTP.
+async fn edge(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let id = format!("req_{}", uuid::Uuid::new_v4().simple());
-    let client_ip = request
+    let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip().to_string());
+        .map(|info| info.0);
+    let caller = Caller::resolve(
+        peer,
+        request.headers(),
+        &state.settings.edge.trusted_proxies,
+    );
+    let https = caller.is_https(&state.settings);
     request.extensions_mut().insert(RequestId {
         id: id.clone(),
-        client_ip,
+        client_ip: caller.ip_text(),
     });
+    request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         // OpenAI and DashScope clients read `x-request-id`; Anthropic's read `request-id`.
         response.headers_mut().insert("request-id", value.clone());
         response.headers_mut().insert("x-request-id", value);
     }
+    if https {
+        response.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
     response
 }
+
+/// One year, this host only: subdomains may be other services the operator does not serve
+/// over HTTPS.
+const HSTS: &str = "max-age=31536000";

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use axum_extra::extract::cookie::CookieJar;
@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::session::{self, ApiWriter, SignedIn};
 use super::{render, Chrome, PortalError};
-use crate::gateway::{AppState, RequestId};
+use crate::gateway::{AppState, Caller, RequestId};
 use crate::store::sessions::{self as store_sessions, Realm};
 use crate::store::{release_email, reserve_email, LoginKind};
 
@@ -219,12 +219,12 @@ pub struct NextQuery {
 
 pub async fn signup_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Query(query): Query<SignupQuery>,
 ) -> Result<Response, PortalError> {
     let code = super::referral::remembered(query.referral.as_deref(), &jar);
-    let (jar, csrf) = session::login_csrf(&state, &headers, jar);
+    let (jar, csrf) = session::login_csrf(&state, &caller, jar);
     let mut page = SignupPage::new(&state, csrf, code);
     if !page.referral_code.is_empty() && page.referred_by.is_none() {
         page.error_field = "referral_code";
@@ -249,7 +249,7 @@ pub struct SignupForm {
 pub async fn signup_submit(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Form(form): Form<SignupForm>,
 ) -> Result<Response, PortalError> {
@@ -272,7 +272,7 @@ pub async fn signup_submit(
     };
     match result {
         Ok(tenant_id) => {
-            let (jar, _) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
+            let (jar, _) = start_session(&state, &caller, jar, Realm::Tenant, &tenant_id).await?;
             Ok((jar, Redirect::to("/portal?notice=welcome")).into_response())
         }
         Err(error @ (PortalError::Invalid { .. } | PortalError::EmailTaken)) => {
@@ -289,7 +289,7 @@ pub async fn signup_submit(
 
 pub async fn login_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     signed_in: Option<SignedIn>,
     Query(query): Query<NextQuery>,
@@ -298,7 +298,7 @@ pub async fn login_page(
         // Already signed in: straight on to where sign-in would have led.
         return Ok(Redirect::to(&safe_next(query.next.as_deref())).into_response());
     }
-    let (jar, csrf) = session::login_csrf(&state, &headers, jar);
+    let (jar, csrf) = session::login_csrf(&state, &caller, jar);
     let notice = match query.notice.as_deref() {
         Some("signed_out") => Some("You are signed out."),
         Some("password_changed") => Some("Your password was changed. Sign in again."),
@@ -325,14 +325,14 @@ pub struct LoginForm {
 pub async fn login_submit(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PortalError> {
     session::verify_login_csrf(&jar, &form.csrf)?;
     match sign_in(&state, &form.email, &form.password, &request).await {
         Ok(tenant_id) => {
-            let (jar, _) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
+            let (jar, _) = start_session(&state, &caller, jar, Realm::Tenant, &tenant_id).await?;
             let next = safe_next(form.next.as_deref());
             Ok((jar, Redirect::to(&next)).into_response())
         }
@@ -547,7 +547,7 @@ pub struct SessionInfo {
 pub async fn api_signup(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Json(body): Json<SignupRequest>,
 ) -> Result<Response, PortalError> {
@@ -560,7 +560,7 @@ pub async fn api_signup(
         &request,
     )
     .await?;
-    let (jar, csrf) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
+    let (jar, csrf) = start_session(&state, &caller, jar, Realm::Tenant, &tenant_id).await?;
     let info = session_info(&state, &tenant_id, csrf);
     Ok((StatusCode::CREATED, jar, Json(info)).into_response())
 }
@@ -573,12 +573,12 @@ pub async fn api_signup(
 pub async fn api_login(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, PortalError> {
     let tenant_id = sign_in(&state, &body.email, &body.password, &request).await?;
-    let (jar, csrf) = start_session(&state, &headers, jar, Realm::Tenant, &tenant_id).await?;
+    let (jar, csrf) = start_session(&state, &caller, jar, Realm::Tenant, &tenant_id).await?;
     let info = session_info(&state, &tenant_id, csrf);
     Ok((jar, Json(info)).into_response())
 }

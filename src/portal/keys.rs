@@ -25,7 +25,7 @@ use super::account::tenant_meta;
 use super::format;
 use super::{render, Chrome, PortalError, SignedIn};
 use crate::crypto::{generate_api_key, hash_api_key, key_prefix};
-use crate::gateway::{AppState, RequestId};
+use crate::gateway::{AppState, Caller, RequestId};
 
 /// Which models a key reaches, as the API and forms name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -470,7 +470,7 @@ struct KeyCreatedPage {
 pub async fn create_submit(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: axum::http::HeaderMap,
+    caller: Caller,
     signed_in: SignedIn,
     Form(form): Form<KeyForm>,
 ) -> Result<Response, PortalError> {
@@ -489,7 +489,7 @@ pub async fn create_submit(
                 key,
                 name: entry.name.clone(),
                 scope: describe(&entry.scope),
-                base_url: super::models::base_url(&state, &headers),
+                base_url: super::models::base_url(&state, &caller),
             };
             Ok((StatusCode::CREATED, render(&page)?).into_response())
         }

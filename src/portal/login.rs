@@ -9,7 +9,6 @@
 use std::sync::OnceLock;
 
 use askama::Template;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use chrono::Utc;
@@ -18,7 +17,7 @@ use serde::Deserialize;
 
 use super::{render, session, PortalError, Site};
 use crate::crypto::{hash_password, verify_password};
-use crate::gateway::{AppState, RequestId};
+use crate::gateway::{AppState, Caller, RequestId};
 use crate::store::sessions::{self as store_sessions, Realm, ThrottleRule};
 
 pub const MIN_PASSWORD: usize = 10;
@@ -165,7 +164,7 @@ where
 /// its CSRF token.
 pub async fn start_session(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     jar: CookieJar,
     realm: Realm,
     subject_id: &str,
@@ -179,7 +178,7 @@ pub async fn start_session(
     )
     .await?;
     let jar = jar
-        .add(session::session_cookie(state, headers, realm, new.token))
+        .add(session::session_cookie(state, caller, realm, new.token))
         .remove(axum_extra::extract::cookie::Cookie::build(session::CSRF_COOKIE).path("/"));
     Ok((jar, new.csrf))
 }
@@ -260,7 +259,7 @@ pub struct NextQuery {
 pub async fn site_login_page(
     state: &AppState,
     site: Site,
-    headers: &HeaderMap,
+    caller: &Caller,
     jar: CookieJar,
     signed_in: bool,
     query: NextQuery,
@@ -269,7 +268,7 @@ pub async fn site_login_page(
     if signed_in {
         return Ok(Redirect::to(&next).into_response());
     }
-    let (jar, csrf) = session::login_csrf(state, headers, jar);
+    let (jar, csrf) = session::login_csrf(state, caller, jar);
     let notice = match query.notice.as_deref() {
         Some("signed_out") => Some("You are signed out."),
         Some("password_changed") => Some("Your password was changed. Sign in again."),
@@ -299,7 +298,7 @@ pub struct LoginForm {
 pub async fn site_login_submit<F, Fut>(
     state: &AppState,
     site: Site,
-    headers: &HeaderMap,
+    caller: &Caller,
     jar: CookieJar,
     form: LoginForm,
     sign_in: F,
@@ -312,7 +311,7 @@ where
     let next = safe_next(site, form.next.as_deref());
     match sign_in(form.email.clone(), form.password).await {
         Ok(id) => {
-            let (jar, _) = start_session(state, headers, jar, site.realm(), &id).await?;
+            let (jar, _) = start_session(state, caller, jar, site.realm(), &id).await?;
             Ok((jar, Redirect::to(&next)).into_response())
         }
         Err(error @ (PortalError::BadLogin | PortalError::Locked(_))) => {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use modelrouter_projections::live::{ModelEntry, PriceVersion};
@@ -15,28 +14,15 @@ use utoipa::ToSchema;
 
 use super::format;
 use super::{render, Chrome, PortalError, SignedIn};
-use crate::gateway::AppState;
+use crate::gateway::{AppState, Caller};
 
 /// Every customer protocol reaches every model: the gateway translates to the model's upstream.
 const PROTOCOLS: [&str; 3] = ["openai", "anthropic", "dashscope"];
 
-/// Where customers reach this gateway: the configured public URL, else what the request says.
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.settings.public_url {
-        return url.clone();
-    }
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next().unwrap_or(v).trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
-        .unwrap_or_else(|| state.settings.listen.to_string());
-    format!("{scheme}://{host}")
+/// Where customers reach this gateway: the configured public URL, else what the request says
+/// (forwarding headers only from trusted proxies: [`Caller`]).
+pub fn base_url(state: &AppState, caller: &Caller) -> String {
+    caller.base_url(&state.settings)
 }
 
 /// Prices in micro-units of the platform currency per one million tokens.
@@ -131,10 +117,10 @@ fn available(state: &AppState, signed_in: &SignedIn, base: &str) -> Vec<ModelVie
     responses((status = 200, body = Vec<ModelView>, description = "Models the tenant can call, with prices and snippets")))]
 pub async fn api(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     signed_in: SignedIn,
 ) -> Json<Vec<ModelView>> {
-    Json(available(&state, &signed_in, &base_url(&state, &headers)))
+    Json(available(&state, &signed_in, &base_url(&state, &caller)))
 }
 
 /// A model row of the page, its prices already formatted.
@@ -169,11 +155,11 @@ pub struct ModelQuery {
 
 pub async fn page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     signed_in: SignedIn,
     Query(query): Query<ModelQuery>,
 ) -> Result<Response, PortalError> {
-    let base = base_url(&state, &headers);
+    let base = base_url(&state, &caller);
     let models = available(&state, &signed_in, &base);
     let selected = query
         .model

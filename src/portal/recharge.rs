@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use chrono::Utc;
@@ -23,7 +23,7 @@ use super::format;
 use super::session::ApiWriter;
 use super::{render, Chrome, PortalError, SignedIn};
 use crate::billing::orders::{self, Confirmation, TopUpError};
-use crate::gateway::{AppState, RequestId};
+use crate::gateway::{AppState, Caller, RequestId};
 use crate::receipt::{self, Issuer, Receipt};
 
 impl From<TopUpError> for PortalError {
@@ -226,7 +226,7 @@ pub struct OrderForm {
 pub async fn place_submit(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     signed_in: SignedIn,
     Form(form): Form<OrderForm>,
 ) -> Result<Response, PortalError> {
@@ -237,7 +237,7 @@ pub async fn place_submit(
         })?;
         let method = method_of(&form.method)
             .ok_or_else(|| PortalError::invalid("method", "Choose how to pay."))?;
-        let base = super::models::base_url(&state, &headers);
+        let base = super::models::base_url(&state, &caller);
         Ok::<_, PortalError>(
             orders::place(
                 &state,
@@ -543,7 +543,7 @@ pub struct PlacedOrder {
 pub async fn api_place(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     ApiWriter(signed_in): ApiWriter,
     Json(body): Json<NewOrder>,
 ) -> Result<Response, PortalError> {
@@ -555,7 +555,7 @@ pub async fn api_place(
         &signed_in.email,
         Money(body.amount),
         method,
-        &super::models::base_url(&state, &headers),
+        &super::models::base_url(&state, &caller),
         &tenant_meta(&signed_in, &request),
     )
     .await?;
@@ -659,13 +659,10 @@ async fn own_receipt(
     receipt_of(state, &order).await
 }
 
-fn issuer(state: &AppState, headers: &HeaderMap) -> Issuer {
+fn issuer(state: &AppState, caller: &Caller) -> Issuer {
     Issuer {
         name: "Model Router".into(),
-        verify_url: format!(
-            "{}/receipts/verify",
-            super::models::base_url(state, headers)
-        ),
+        verify_url: format!("{}/receipts/verify", super::models::base_url(state, caller)),
     }
 }
 
@@ -687,7 +684,7 @@ struct ReceiptPage {
 
 pub async fn receipt_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     signed_in: SignedIn,
     Path(order_id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -695,7 +692,7 @@ pub async fn receipt_page(
     let page = ReceiptPage {
         chrome: Chrome::new(&signed_in, "recharge"),
         code: receipt::verification_code(&state.master_key, &receipt),
-        verify_url: issuer(&state, &headers).verify_url,
+        verify_url: issuer(&state, &caller).verify_url,
         order_id: receipt.order_id.clone(),
         paid_at: receipt.paid_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         name: receipt.tenant_name.clone(),
@@ -710,13 +707,13 @@ pub async fn receipt_page(
 
 pub async fn receipt_pdf(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     signed_in: SignedIn,
     Path(order_id): Path<String>,
 ) -> Result<Response, PortalError> {
     let receipt = own_receipt(&state, &signed_in, &order_id).await?;
     let code = receipt::verification_code(&state.master_key, &receipt);
-    let pdf = receipt::render_pdf(&receipt, &code, &issuer(&state, &headers));
+    let pdf = receipt::render_pdf(&receipt, &code, &issuer(&state, &caller));
     let disposition = format!("attachment; filename=\"receipt-{}.pdf\"", receipt.order_id);
     Ok((
         [

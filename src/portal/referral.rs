@@ -6,13 +6,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use super::error::urlencode;
 use super::PortalError;
-use crate::gateway::AppState;
+use crate::gateway::{AppState, Caller};
 
 pub const REFERRAL_COOKIE: &str = "mr_ref";
 const REMEMBER_DAYS: i64 = 30;
@@ -54,7 +53,7 @@ pub fn remembered(query: Option<&str>, jar: &CookieJar) -> String {
 /// `GET /r/{code}`: remembers the code and opens the sign-up form with it.
 pub async fn link(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     jar: CookieJar,
     Path(code): Path<String>,
 ) -> Response {
@@ -62,15 +61,7 @@ pub async fn link(
     // Only a code that names an agent is remembered; any other still reaches the form, which
     // says what is wrong with it.
     let jar = if resolve(&state, &code).await.is_ok() {
-        let secure = state
-            .settings
-            .public_url
-            .as_deref()
-            .is_some_and(|url| url.starts_with("https://"))
-            || headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        let secure = caller.is_https(&state.settings);
         jar.add(
             Cookie::build((REFERRAL_COOKIE, code.clone()))
                 .http_only(true)

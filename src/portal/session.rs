@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use chrono::Utc;
 use modelrouter_domain::aggregate_types::TENANT;
@@ -21,7 +20,7 @@ use modelrouter_domain::tenant::TenantStatus;
 use subtle::ConstantTimeEq;
 
 use super::{PortalError, TenantScope};
-use crate::gateway::AppState;
+use crate::gateway::{AppState, Caller};
 use crate::store::sessions::{self, Realm, Session, SessionPolicy};
 
 /// The tenant's session cookie. Operators and agents have their own ([`cookie_name`]).
@@ -206,29 +205,11 @@ impl FromRequestParts<Arc<AppState>> for ApiWriter {
     }
 }
 
-/// Whether the browser reached us over HTTPS (directly, through a proxy, or by configuration).
-fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
-    state
-        .settings
-        .public_url
-        .as_deref()
-        .is_some_and(|url| url.starts_with("https://"))
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
-}
-
-fn cookie(
-    state: &AppState,
-    headers: &HeaderMap,
-    name: &'static str,
-    value: String,
-) -> Cookie<'static> {
+fn cookie(state: &AppState, caller: &Caller, name: &'static str, value: String) -> Cookie<'static> {
     Cookie::build((name, value))
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(is_https(state, headers))
+        .secure(caller.is_https(&state.settings))
         .path("/")
         .build()
 }
@@ -237,11 +218,11 @@ fn cookie(
 /// server ends the session on its own clock.
 pub fn session_cookie(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     realm: Realm,
     token: String,
 ) -> Cookie<'static> {
-    cookie(state, headers, cookie_name(realm), token)
+    cookie(state, caller, cookie_name(realm), token)
 }
 
 /// Removes the session cookie of `realm` from the browser.
@@ -250,14 +231,14 @@ pub fn clear_session(jar: CookieJar, realm: Realm) -> CookieJar {
 }
 
 /// The pre-sign-in CSRF token: the browser's cookie when it has one, else a new one to set.
-pub fn login_csrf(state: &AppState, headers: &HeaderMap, jar: CookieJar) -> (CookieJar, String) {
+pub fn login_csrf(state: &AppState, caller: &Caller, jar: CookieJar) -> (CookieJar, String) {
     if let Some(existing) = jar.get(CSRF_COOKIE).map(|c| c.value().to_string()) {
         if !existing.is_empty() {
             return (jar, existing);
         }
     }
     let token = sessions::new_token();
-    let jar = jar.add(cookie(state, headers, CSRF_COOKIE, token.clone()));
+    let jar = jar.add(cookie(state, caller, CSRF_COOKIE, token.clone()));
     (jar, token)
 }
 
