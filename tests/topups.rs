@@ -417,3 +417,83 @@ async fn unpaid_orders_expire_on_their_own() {
         let _store = env.finish().await;
     }
 }
+
+/// A correctly signed event is not enough to pay an order: it must be about the order's own
+/// Checkout session. Stripe lets other integrations on the same account (a Payment Link, say)
+/// set any `client_reference_id`, so an event naming an order by that field alone could pay
+/// another customer's order, or a bank-transfer order that Stripe never saw.
+#[tokio::test]
+async fn a_signed_event_pays_only_the_order_whose_checkout_session_it_names() {
+    use modelrouter::crypto::Secret;
+    use modelrouter::mock::stripe::{FakeStripe, FakeStripeConfig};
+    use modelrouter::payments::stripe::StripeConfig;
+    for store in stores().await {
+        let fake = FakeStripe::start(FakeStripeConfig {
+            secret_key: Secret::new("sk_test_fake"),
+            webhook_secret: Secret::new("whsec_fake"),
+            webhook_url: None,
+        })
+        .await
+        .unwrap();
+        let stripe_url = fake.url();
+        let env = env_with(store, 0, move |settings| {
+            settings.payments.stripe = Some(StripeConfig {
+                api_base: stripe_url.clone(),
+                secret_key: Secret::new("sk_test_fake"),
+                webhook_secret: Secret::new("whsec_fake"),
+                tolerance: Duration::from_secs(300),
+            });
+            settings.payments.manual_instructions = Some("IBAN XX00 0000 0000".into());
+        })
+        .await;
+        let base = env.url("");
+        let alice = Visitor::sign_up(&base, "alice@example.com").await;
+        let bob = Visitor::sign_up(&base, "bob@example.com").await;
+        let (_alices, alices_session) = place(&alice, &fake.url(), 5_000_000).await;
+        let (bobs_card, _) = place(&bob, &fake.url(), 5_000_000).await;
+        let (status, placed) = bob
+            .write(
+                "POST",
+                "/api/portal/recharge/orders",
+                json!({"amount": 5_000_000, "method": "manual"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{placed}");
+        let bobs_transfer = placed["order_id"].as_str().unwrap().to_string();
+
+        // Alice's session is paid; the event is re-addressed to Bob's orders and signed.
+        let paid = fake.pay(&alices_session).await.unwrap().event;
+        for (n, victim) in [&bobs_card, &bobs_transfer].into_iter().enumerate() {
+            let mut event = paid.clone();
+            event["id"] = json!(format!("evt_readdressed_{n}"));
+            event["data"]["object"]["client_reference_id"] = json!(victim);
+            event["data"]["object"]["metadata"]["order_id"] = json!(victim);
+            let (header, body) = fake.signed_event(&event);
+            assert_eq!(post_webhook(&base, &header, body).await, 200);
+            let (_, view) = bob
+                .json(&format!("/api/portal/recharge/orders/{victim}"))
+                .await;
+            assert_eq!(view["order"]["state"], "pending", "{view}");
+            assert_eq!(view["order"]["mismatches"], 0, "{view}");
+        }
+        // An expiry of another session does not end Bob's card order either.
+        let mut expired = paid.clone();
+        expired["id"] = json!("evt_readdressed_expiry");
+        expired["type"] = json!("checkout.session.expired");
+        expired["data"]["object"]["client_reference_id"] = json!(bobs_card);
+        let (header, body) = fake.signed_event(&expired);
+        assert_eq!(post_webhook(&base, &header, body).await, 200);
+        let (_, view) = bob
+            .json(&format!("/api/portal/recharge/orders/{bobs_card}"))
+            .await;
+        assert_eq!(view["order"]["state"], "pending", "{view}");
+        assert_eq!(bob.balance().await, 0);
+
+        // The genuine event still pays Alice's order.
+        let (header, body) = fake.signed_event(&paid);
+        assert_eq!(post_webhook(&base, &header, body).await, 200);
+        assert!(alice.balance_becomes(5_000_000).await);
+        assert_eq!(bob.balance().await, 0);
+        let _store = env.finish().await;
+    }
+}
