@@ -227,6 +227,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(credit >= 0, "--signup-credit must not be negative");
             settings.signup_credit = Money(credit);
             settings.payments = modelrouter::config::PaymentSettings::from_env()?;
+            settings.code_guesses = modelrouter::config::CodeGuessLimits::from_env()?;
             // The demo shows top-ups end to end with the built-in sandbox payment page.
             settings.payments.sandbox |= *demo;
             serve(settings, *demo).await
