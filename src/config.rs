@@ -196,6 +196,11 @@ impl PaymentSettings {
             self.min_order.is_positive() && self.min_order <= self.max_order,
             "the recharge minimum must be positive and at most the maximum"
         );
+        anyhow::ensure!(
+            self.max_order <= Money::MAX_AMOUNT,
+            "the recharge maximum must be at most {} micro-units (the largest single amount)",
+            Money::MAX_AMOUNT.0
+        );
         Ok(())
     }
 }
