@@ -598,7 +598,7 @@ async fn guessing_prepaid_and_receipt_codes_is_refused_after_a_few_wrong_codes()
             .to_string();
         let check = |code: &str| {
             let url = env.url(&format!(
-                "/api/receipts/verify?order={order_id}&code={code}"
+                "/api/portal/receipts/verify?order={order_id}&code={code}"
             ));
             async move {
                 let response = reqwest::get(url).await.unwrap();

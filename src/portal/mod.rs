@@ -144,7 +144,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/portal/recharge/orders/{id}", get(recharge::api_order))
         .route("/api/portal/recharge/redeem", post(recharge::api_redeem))
-        .route("/api/receipts/verify", get(recharge::api_verify))
+        .route("/api/portal/receipts/verify", get(recharge::api_verify))
         .layer(middleware::from_fn(error::render_json_errors));
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))

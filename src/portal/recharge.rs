@@ -852,7 +852,7 @@ pub struct ReceiptCheck {
     paid_at: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/receipts/verify", tag = "recharge", params(VerifyParams), security(()),
+#[utoipa::path(get, path = "/api/portal/receipts/verify", tag = "recharge", params(VerifyParams), security(()),
     responses((status = 200, body = ReceiptCheck),
         (status = 429, description = "Too many wrong codes from this address lately; `Retry-After` says when to try again")))]
 pub async fn api_verify(
