@@ -49,6 +49,8 @@ pub struct Settings {
     pub login_failures_per_ip: u32,
     pub login_window: Duration,
     pub login_lockout: Duration,
+    /// How many wrong prepaid or receipt codes may be tried before further tries are refused.
+    pub code_guesses: CodeGuessLimits,
     pub payments: PaymentSettings,
     pub edge: EdgeSettings,
 }
@@ -141,6 +143,58 @@ pub fn parse_trusted_proxies(text: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
         .collect()
 }
 
+/// Limits on guessing codes: prepaid codes redeemed in the portal (counted per tenant account
+/// and per client address) and receipt verification codes checked on the public page (counted
+/// per client address). After `per_account` or `per_address` wrong codes within `window`
+/// (counted from the first), further tries are refused for `window`.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeGuessLimits {
+    pub per_account: u32,
+    pub per_address: u32,
+    pub window: Duration,
+}
+
+impl Default for CodeGuessLimits {
+    fn default() -> Self {
+        CodeGuessLimits {
+            per_account: 10,
+            per_address: 30,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl CodeGuessLimits {
+    /// Reads `MODELROUTER_CODE_FAILURES_PER_ACCOUNT`, `…_PER_ADDRESS` and
+    /// `MODELROUTER_CODE_WINDOW_MINUTES` over the defaults.
+    pub fn from_env() -> anyhow::Result<CodeGuessLimits> {
+        let number = |name: &str| -> anyhow::Result<Option<u32>> {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    v.trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| anyhow::anyhow!("{name} must be a positive whole number"))
+                })
+                .transpose()
+        };
+        let mut limits = CodeGuessLimits::default();
+        if let Some(n) = number("MODELROUTER_CODE_FAILURES_PER_ACCOUNT")? {
+            limits.per_account = n;
+        }
+        if let Some(n) = number("MODELROUTER_CODE_FAILURES_PER_ADDRESS")? {
+            limits.per_address = n;
+        }
+        if let Some(minutes) = number("MODELROUTER_CODE_WINDOW_MINUTES")? {
+            limits.window = Duration::from_secs(u64::from(minutes) * 60);
+        }
+        Ok(limits)
+    }
+}
+
 /// How tenants top up: the limits of an order and which payment methods are offered.
 #[derive(Debug, Clone)]
 pub struct PaymentSettings {
@@ -231,6 +285,11 @@ impl PaymentSettings {
             self.min_order.is_positive() && self.min_order <= self.max_order,
             "the recharge minimum must be positive and at most the maximum"
         );
+        anyhow::ensure!(
+            self.max_order <= Money::MAX_AMOUNT,
+            "the recharge maximum must be at most {} micro-units (the largest single amount)",
+            Money::MAX_AMOUNT.0
+        );
         Ok(())
     }
 }
@@ -262,6 +321,7 @@ impl Settings {
             login_failures_per_ip: 50,
             login_window: Duration::from_secs(15 * 60),
             login_lockout: Duration::from_secs(15 * 60),
+            code_guesses: CodeGuessLimits::default(),
             payments: PaymentSettings::default(),
             edge: EdgeSettings::default(),
         }

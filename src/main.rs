@@ -109,7 +109,18 @@ enum AdminCommand {
 #[derive(Subcommand)]
 enum ProjectionsCommand {
     /// Drop and replay one projection (balances, usage, recharges, commissions, …) or all.
+    /// Events that cannot be applied are left out and listed; the exit code is then 1.
     Rebuild { name: Option<String> },
+    /// List the events projections could not apply and left out.
+    Failures,
+    /// Acknowledge a left-out event, so `/health/ready` no longer reports it.
+    Acknowledge {
+        name: String,
+        position: i64,
+        /// The operator's sign-in email.
+        #[arg(long)]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,10 +235,15 @@ async fn main() -> anyhow::Result<()> {
                 .filter(|url| !url.is_empty());
             let default_credit = if *demo { 5 * Money::MICROS_PER_UNIT } else { 0 };
             let credit = signup_credit.unwrap_or(default_credit);
-            anyhow::ensure!(credit >= 0, "--signup-credit must not be negative");
+            anyhow::ensure!(
+                (0..=Money::MAX_AMOUNT.0).contains(&credit),
+                "--signup-credit must be from 0 to {} micro-units",
+                Money::MAX_AMOUNT.0
+            );
             settings.signup_credit = Money(credit);
             settings.payments = modelrouter::config::PaymentSettings::from_env()?;
             settings.edge = modelrouter::config::EdgeSettings::from_env()?;
+            settings.code_guesses = modelrouter::config::CodeGuessLimits::from_env()?;
             // The demo shows top-ups end to end with the built-in sandbox payment page.
             settings.payments.sandbox |= *demo;
             serve(settings, *demo).await
@@ -275,22 +291,71 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Projections {
-            command: ProjectionsCommand::Rebuild { name },
-        } => {
+        Command::Projections { command } => {
             let core = Core::open(&settings(&cli, default_listen)).await?;
-            let projections = match name {
-                None => Projection::ALL.to_vec(),
-                Some(name) => vec![Projection::from_name(name).with_context(|| {
+            let named = |name: &str| {
+                Projection::from_name(name).with_context(|| {
                     let known: Vec<&str> = Projection::ALL.iter().map(|p| p.name()).collect();
                     format!("unknown projection {name:?}; known: {}", known.join(", "))
-                })?],
+                })
             };
-            for projection in projections {
-                let events = sql::rebuild(&core.db, projection).await?;
-                println!("rebuilt {} from {events} events", projection.name());
+            match command {
+                ProjectionsCommand::Rebuild { name } => {
+                    let projections = match name {
+                        None => Projection::ALL.to_vec(),
+                        Some(name) => vec![named(name)?],
+                    };
+                    for projection in &projections {
+                        let events = sql::rebuild(&core.db, *projection).await?;
+                        println!("rebuilt {} from {events} events", projection.name());
+                    }
+                    let left_out: Vec<_> = sql::failures::unacknowledged(&core.db)
+                        .await?
+                        .into_iter()
+                        .filter(|f| projections.iter().any(|p| p.name() == f.projection))
+                        .collect();
+                    for failure in &left_out {
+                        eprintln!("left out: {}", failure.describe());
+                    }
+                    if !left_out.is_empty() {
+                        eprintln!(
+                            "{} event(s) could not be applied and were left out; everything else \
+                             is rebuilt (acknowledge with `projections acknowledge`)",
+                            left_out.len()
+                        );
+                        std::process::exit(1);
+                    }
+                    Ok(())
+                }
+                ProjectionsCommand::Failures => {
+                    for failure in sql::failures::all(&core.db).await? {
+                        let state = match &failure.acknowledged_by {
+                            Some(by) => format!("acknowledged by {by}"),
+                            None => "NOT ACKNOWLEDGED".into(),
+                        };
+                        println!("{}  [{state}]", failure.describe());
+                    }
+                    Ok(())
+                }
+                ProjectionsCommand::Acknowledge {
+                    name,
+                    position,
+                    operator,
+                } => {
+                    let metadata =
+                        modelrouter::billing::operator::operator(&core, operator).await?;
+                    let by = metadata
+                        .into_map()
+                        .remove(modelrouter_domain::metadata::ACTOR)
+                        .unwrap_or_default();
+                    anyhow::ensure!(
+                        sql::failures::acknowledge(&core.db, named(name)?, *position, &by).await?,
+                        "{name} left out no event at position {position}"
+                    );
+                    println!("acknowledged {name} at position {position}");
+                    Ok(())
+                }
             }
-            Ok(())
         }
         Command::Ledger { command } => {
             let code = match ledger(&cli, command).await {

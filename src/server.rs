@@ -242,7 +242,13 @@ async fn purge_portal_state(db: Db, settings: Settings, shutdown: CancellationTo
         if let Err(error) = purge_ended(&db, now, &policy).await {
             tracing::warn!(%error, "ended portal sessions not purged");
         }
-        if let Err(error) = purge_stale_failures(&db, now, settings.login_window).await {
+        if let Err(error) = purge_stale_failures(
+            &db,
+            now,
+            settings.login_window.max(settings.code_guesses.window),
+        )
+        .await
+        {
             tracing::warn!(%error, "stale sign-in failures not purged");
         }
     }

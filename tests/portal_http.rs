@@ -620,6 +620,7 @@ async fn the_openapi_document_describes_every_portal_api() {
         ("GET", "/api/portal/keys"),
         ("GET", "/api/portal/keys/{id}"),
         ("GET", "/api/portal/models"),
+        ("GET", "/api/portal/receipts/verify"),
         ("GET", "/api/portal/recharge/orders"),
         ("GET", "/api/portal/recharge/orders/{id}"),
         ("GET", "/api/portal/session"),

@@ -417,3 +417,228 @@ async fn unpaid_orders_expire_on_their_own() {
         let _store = env.finish().await;
     }
 }
+
+/// A correctly signed event is not enough to pay an order: it must be about the order's own
+/// Checkout session. Stripe lets other integrations on the same account (a Payment Link, say)
+/// set any `client_reference_id`, so an event naming an order by that field alone could pay
+/// another customer's order, or a bank-transfer order that Stripe never saw.
+#[tokio::test]
+async fn a_signed_event_pays_only_the_order_whose_checkout_session_it_names() {
+    use modelrouter::crypto::Secret;
+    use modelrouter::mock::stripe::{FakeStripe, FakeStripeConfig};
+    use modelrouter::payments::stripe::StripeConfig;
+    for store in stores().await {
+        let fake = FakeStripe::start(FakeStripeConfig {
+            secret_key: Secret::new("sk_test_fake"),
+            webhook_secret: Secret::new("whsec_fake"),
+            webhook_url: None,
+        })
+        .await
+        .unwrap();
+        let stripe_url = fake.url();
+        let env = env_with(store, 0, move |settings| {
+            settings.payments.stripe = Some(StripeConfig {
+                api_base: stripe_url.clone(),
+                secret_key: Secret::new("sk_test_fake"),
+                webhook_secret: Secret::new("whsec_fake"),
+                tolerance: Duration::from_secs(300),
+            });
+            settings.payments.manual_instructions = Some("IBAN XX00 0000 0000".into());
+        })
+        .await;
+        let base = env.url("");
+        let alice = Visitor::sign_up(&base, "alice@example.com").await;
+        let bob = Visitor::sign_up(&base, "bob@example.com").await;
+        let (_alices, alices_session) = place(&alice, &fake.url(), 5_000_000).await;
+        let (bobs_card, _) = place(&bob, &fake.url(), 5_000_000).await;
+        let (status, placed) = bob
+            .write(
+                "POST",
+                "/api/portal/recharge/orders",
+                json!({"amount": 5_000_000, "method": "manual"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{placed}");
+        let bobs_transfer = placed["order_id"].as_str().unwrap().to_string();
+
+        // Alice's session is paid; the event is re-addressed to Bob's orders and signed.
+        let paid = fake.pay(&alices_session).await.unwrap().event;
+        for (n, victim) in [&bobs_card, &bobs_transfer].into_iter().enumerate() {
+            let mut event = paid.clone();
+            event["id"] = json!(format!("evt_readdressed_{n}"));
+            event["data"]["object"]["client_reference_id"] = json!(victim);
+            event["data"]["object"]["metadata"]["order_id"] = json!(victim);
+            let (header, body) = fake.signed_event(&event);
+            assert_eq!(post_webhook(&base, &header, body).await, 200);
+            let (_, view) = bob
+                .json(&format!("/api/portal/recharge/orders/{victim}"))
+                .await;
+            assert_eq!(view["order"]["state"], "pending", "{view}");
+            assert_eq!(view["order"]["mismatches"], 0, "{view}");
+        }
+        // An expiry of another session does not end Bob's card order either.
+        let mut expired = paid.clone();
+        expired["id"] = json!("evt_readdressed_expiry");
+        expired["type"] = json!("checkout.session.expired");
+        expired["data"]["object"]["client_reference_id"] = json!(bobs_card);
+        let (header, body) = fake.signed_event(&expired);
+        assert_eq!(post_webhook(&base, &header, body).await, 200);
+        let (_, view) = bob
+            .json(&format!("/api/portal/recharge/orders/{bobs_card}"))
+            .await;
+        assert_eq!(view["order"]["state"], "pending", "{view}");
+        assert_eq!(bob.balance().await, 0);
+
+        // The genuine event still pays Alice's order.
+        let (header, body) = fake.signed_event(&paid);
+        assert_eq!(post_webhook(&base, &header, body).await, 200);
+        assert!(alice.balance_becomes(5_000_000).await);
+        assert_eq!(bob.balance().await, 0);
+        let _store = env.finish().await;
+    }
+}
+
+/// Prepaid codes and receipt codes cannot be guessed at machine speed: after a few wrong codes
+/// from one tenant account or one address, further tries are refused with 429 (even a right
+/// code) until the window has passed; other accounts and addresses are not affected by one
+/// account's count.
+#[tokio::test]
+async fn guessing_prepaid_and_receipt_codes_is_refused_after_a_few_wrong_codes() {
+    use modelrouter_domain::prepaid::{code_id, PrepaidCommand};
+    for store in stores().await {
+        let env = env_with(store, 0, |settings| {
+            settings.payments.sandbox = true;
+            settings.code_guesses = modelrouter::config::CodeGuessLimits {
+                per_account: 3,
+                per_address: 5,
+                window: Duration::from_secs(15 * 60),
+            };
+        })
+        .await;
+        let core = env.store.core().await;
+        for code in ["GIFT-AAAA-0001", "GIFT-BBBB-0002", "GIFT-CCCC-0003"] {
+            let issue = PrepaidCommand::Issue {
+                amount: modelrouter_domain::Money(1_000_000),
+                currency: "USD".into(),
+                expires_at: None,
+                note: "throttle".into(),
+                issued_at: chrono::Utc::now(),
+                prefix: None,
+            };
+            core.commands
+                .prepaid
+                .execute(&code_id(code), issue, &Metadata::new(&Actor::Cli))
+                .await
+                .unwrap();
+        }
+        let alice = Visitor::sign_up(&env.url(""), "alice@example.com").await;
+        for guess in ["GUESS-0001", "GUESS-0002", "GUESS-0003"] {
+            let (status, body) = redeem(&alice, guess).await;
+            assert_eq!(status, 422, "{body}");
+            assert_eq!(body["error"]["message"], "This code is not valid.");
+        }
+        // Alice's account has used its tries: even a right code is refused, and not redeemed.
+        let (status, body) = redeem(&alice, "GIFT-AAAA-0001").await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_codes", "{body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too many wrong codes."));
+        // The page form says so on the recharge page.
+        let page = alice
+            .form(
+                "/portal/recharge/redeem",
+                &[("csrf", &alice.csrf), ("code", "GIFT-AAAA-0001")],
+            )
+            .await;
+        assert_eq!(page.status(), 429);
+        assert!(page.headers().contains_key("retry-after"));
+        assert!(page.text().await.unwrap().contains("Too many wrong codes."));
+        assert_eq!(alice.balance().await, 0);
+
+        // Bob, from the same address, still redeems: the address has had 3 wrong codes of 5.
+        let bob = Visitor::sign_up(&env.url(""), "bob@example.com").await;
+        let (status, body) = redeem(&bob, "GIFT-AAAA-0001").await;
+        assert_eq!(status, 200, "{body}");
+        // Two more wrong codes from this address, and nobody here may try any more.
+        for guess in ["GUESS-0004", "GUESS-0005"] {
+            assert_eq!(redeem(&bob, guess).await.0, 422);
+        }
+        let carol = Visitor::sign_up(&env.url(""), "carol@example.com").await;
+        let (status, body) = redeem(&carol, "GIFT-BBBB-0002").await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(carol.balance().await, 0);
+
+        // Receipt codes: a paid order, then wrong codes from this address.
+        let (_, placed) = carol
+            .write(
+                "POST",
+                "/api/portal/recharge/orders",
+                json!({"amount": 5_000_000, "method": "sandbox"}),
+            )
+            .await;
+        let order_id = placed["order_id"].as_str().unwrap().to_string();
+        let pay_url = placed["pay_url"].as_str().unwrap().to_string();
+        let paid = carol
+            .form(&pay_url, &[("csrf", &carol.csrf), ("outcome", "pay")])
+            .await;
+        assert_eq!(paid.status(), 303);
+        let page = carol
+            .get(&format!("/portal/recharge/orders/{order_id}/receipt"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let code = page
+            .split("id=\"receipt-code\">")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .unwrap()
+            .to_string();
+        let check = |code: &str| {
+            let url = env.url(&format!(
+                "/api/portal/receipts/verify?order={order_id}&code={code}"
+            ));
+            async move {
+                let response = reqwest::get(url).await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        let (status, body) = check(&code).await;
+        assert_eq!(
+            (status, body["genuine"].clone()),
+            (200, json!(true)),
+            "{body}"
+        );
+        assert_eq!(body["amount"], 5_000_000);
+        for n in 0..5 {
+            let (status, body) = check(&format!("WRONGCODE{n:07}")).await;
+            assert_eq!(
+                (status, body["genuine"].clone()),
+                (200, json!(false)),
+                "{body}"
+            );
+        }
+        let (status, body) = check(&code).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_codes", "{body}");
+        let page = reqwest::get(env.url(&format!("/receipts/verify?order={order_id}&code={code}")))
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 429);
+        assert!(page.text().await.unwrap().contains("Too many wrong codes."));
+        let _store = env.finish().await;
+    }
+}
+
+async fn redeem(visitor: &Visitor, code: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    visitor
+        .write(
+            "POST",
+            "/api/portal/recharge/redeem",
+            json!({ "code": code }),
+        )
+        .await
+}

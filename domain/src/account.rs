@@ -3,6 +3,12 @@
 //! Rule: a grant never makes `balance − outstanding allowances` negative. Replicas spend leased
 //! allowance in memory and settle what they used; the balance can only go below zero when a
 //! replica settles more than it was granted, which the gateway bounds (docs/architecture.md).
+//!
+//! Rule: no credit, adjustment or refund exceeds `Money::MAX_AMOUNT` in size, and none takes the
+//! balance past `±Money::MAX_BALANCE` (checked arithmetic), so no sum over the events — here or
+//! in a read model — can overflow. Versions before this rule could store such an event (an
+//! adjustment of `i64::MAX`); `apply` leaves those out, as the balances projection does (it
+//! reports them instead), so the aggregate and the read model agree (docs/ledger.md).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -117,6 +123,20 @@ pub enum AccountEvent {
 }
 crate::domain_event!(AccountEvent, "1");
 
+impl AccountEvent {
+    /// Whether the event's amount is within `±Money::MAX_AMOUNT`: always, for events stored
+    /// since the limit; an event beyond it (stored by an older version) moves no balance.
+    pub fn within_limits(&self) -> bool {
+        match self {
+            AccountEvent::Credited { amount, .. }
+            | AccountEvent::Adjusted { amount, .. }
+            | AccountEvent::Refunded { amount, .. }
+            | AccountEvent::AllowanceGranted { amount, .. } => amount.is_within_max_amount(),
+            AccountEvent::UsageSettled { .. } | AccountEvent::AllowanceReleased { .. } => true,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Account {
     balance: Money,
@@ -202,13 +222,17 @@ impl Aggregate for Account {
                 if self.credited_references.contains(&source.reference) {
                     return Ok(());
                 }
+                amount.check_amount("amount")?;
+                self.balance.balance_plus(amount)?;
                 AccountEvent::Credited { amount, source }
             }
             AccountCommand::SetImportedTotal { total } => {
                 if total.micros() < 0 {
                     return Err(DomainError::invalid("balance", "must not be negative"));
                 }
+                total.check_amount("balance")?;
                 let difference = total - self.imported_total;
+                self.balance.balance_plus(difference)?;
                 if difference == Money::ZERO {
                     return Ok(());
                 }
@@ -234,12 +258,14 @@ impl Aggregate for Account {
                 if amount == Money::ZERO {
                     return Err(DomainError::invalid("amount", "must not be zero"));
                 }
+                amount.check_amount("amount")?;
                 // A debit may take only what no replica holds: leased allowance is being spent
                 // on calls right now, and those calls will settle against the balance.
                 let available = self.available();
                 if amount.micros() < 0 && Money::ZERO - amount > available {
                     return Err(DomainError::InsufficientBalance { available });
                 }
+                self.balance.balance_plus(amount)?;
                 AccountEvent::Adjusted { amount, reason }
             }
             AccountCommand::Refund {
@@ -257,6 +283,7 @@ impl Aggregate for Account {
                 if !amount.is_positive() {
                     return Err(DomainError::invalid("amount", "must be positive"));
                 }
+                amount.check_amount("amount")?;
                 let refundable = (paid - self.refunded_of(&order_id)).max(Money::ZERO);
                 if amount > refundable {
                     return Err(DomainError::invalid(
@@ -333,6 +360,9 @@ impl Aggregate for Account {
     }
 
     fn apply(&mut self, event: AccountEvent) {
+        if !event.within_limits() {
+            return;
+        }
         match event {
             AccountEvent::Credited { amount, source } => {
                 self.balance = self.balance + amount;
@@ -734,6 +764,88 @@ mod tests {
             .then_expect_error(DomainError::InsufficientBalance {
                 available: Money(100),
             });
+    }
+
+    #[test]
+    fn an_adjustment_beyond_the_maximum_amount_is_refused_and_nothing_is_stored() {
+        let adjust = |amount: i64| AccountCommand::Adjust {
+            amount: Money(amount),
+            reason: "fat finger".into(),
+        };
+        for amount in [i64::MAX, i64::MIN, Money::MAX_AMOUNT.0 + 1] {
+            Given::with(())
+                .given(vec![credited(5_000_000, "o1")])
+                .when(adjust(amount))
+                .then_expect_error_message(
+                    "invalid amount: must be at most 1000000000.000000 in size",
+                );
+        }
+        Given::with(())
+            .given(vec![credited(5_000_000, "o1")])
+            .when(adjust(Money::MAX_AMOUNT.0))
+            .then_expect_events(vec![AccountEvent::Adjusted {
+                amount: Money::MAX_AMOUNT,
+                reason: "fat finger".into(),
+            }]);
+    }
+
+    #[test]
+    fn no_credit_takes_the_balance_past_the_maximum_balance() {
+        // 100 credits of the largest amount make the largest balance; one micro-unit more is
+        // refused, whatever brings it.
+        let full: Vec<AccountEvent> = (0..100)
+            .map(|n| credited(Money::MAX_AMOUNT.0, &format!("o{n}")))
+            .collect();
+        let refused = "invalid amount: would take the balance past the largest allowed, \
+                       100000000000.000000";
+        Given::with(())
+            .given(full.clone())
+            .when(AccountCommand::Credit {
+                amount: Money(1),
+                source: CreditSource {
+                    kind: CreditKind::Voucher,
+                    reference: "v".into(),
+                },
+            })
+            .then_expect_error_message(refused);
+        Given::with(())
+            .given(full.clone())
+            .when(AccountCommand::Adjust {
+                amount: Money(1),
+                reason: "bonus".into(),
+            })
+            .then_expect_error_message(refused);
+        Given::with(())
+            .given(full)
+            .when(AccountCommand::Adjust {
+                amount: Money(-1),
+                reason: "correction".into(),
+            })
+            .then_expect_events(vec![AccountEvent::Adjusted {
+                amount: Money(-1),
+                reason: "correction".into(),
+            }]);
+        Given::with(())
+            .given_no_previous_events()
+            .when(AccountCommand::SetImportedTotal {
+                total: Money(i64::MAX),
+            })
+            .then_expect_error_message(
+                "invalid balance: must be at most 1000000000.000000 in size",
+            );
+    }
+
+    #[test]
+    fn an_old_event_beyond_the_maximum_moves_no_balance() {
+        // Written by a version before the limit, which answered 500 for it.
+        let mut account = Account::default();
+        account.apply(credited(5_000_000, "o1"));
+        account.apply(AccountEvent::Adjusted {
+            amount: Money(i64::MAX),
+            reason: "fat finger".into(),
+        });
+        account.apply(credited(1_000_000, "o2"));
+        assert_eq!(account.balance(), Money(6_000_000));
     }
 
     #[test]

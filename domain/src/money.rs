@@ -1,4 +1,11 @@
 //! Money is an integer count of micro-units (10⁻⁶) of the platform currency. No floats, ever.
+//!
+//! Limits: no single amount a person enters — a credit, an adjustment, a top-up order, a prepaid
+//! code, a refund, a price per million tokens — may exceed [`Money::MAX_AMOUNT`] in size, and no
+//! balance may pass [`Money::MAX_BALANCE`] either way. They sit far below `i64::MAX` (about
+//! 9.2 × 10¹⁸), so the running totals of the read models (all credits ever, all charges ever)
+//! cannot overflow in any realistic life of a platform, and the aggregates refuse a command
+//! that would pass them, with checked arithmetic, before anything is stored.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,6 +21,51 @@ pub struct Money(pub i64);
 impl Money {
     pub const ZERO: Money = Money(0);
     pub const MICROS_PER_UNIT: i64 = 1_000_000;
+    /// The largest single amount: one billion units (10¹⁵ micro-units).
+    pub const MAX_AMOUNT: Money = Money(1_000_000_000 * Money::MICROS_PER_UNIT);
+    /// The largest balance, positive or negative: one hundred billion units (10¹⁷ micro-units).
+    pub const MAX_BALANCE: Money = Money(100_000_000_000 * Money::MICROS_PER_UNIT);
+
+    /// Whether the amount is within `±MAX_AMOUNT`.
+    pub fn is_within_max_amount(self) -> bool {
+        self.0.unsigned_abs() <= Money::MAX_AMOUNT.0.unsigned_abs()
+    }
+
+    /// Refuses an amount beyond `±MAX_AMOUNT`, naming the field.
+    pub fn check_amount(self, field: &'static str) -> Result<Money, crate::DomainError> {
+        if self.is_within_max_amount() {
+            Ok(self)
+        } else {
+            Err(crate::DomainError::invalid(
+                field,
+                format!("must be at most {} in size", Money::MAX_AMOUNT),
+            ))
+        }
+    }
+
+    /// `self + other` when the sum is a balance within `±MAX_BALANCE`; refused otherwise.
+    pub fn balance_plus(self, other: Money) -> Result<Money, crate::DomainError> {
+        self.0
+            .checked_add(other.0)
+            .map(Money)
+            .filter(|sum| sum.0.unsigned_abs() <= Money::MAX_BALANCE.0.unsigned_abs())
+            .ok_or_else(|| {
+                crate::DomainError::invalid(
+                    "amount",
+                    format!(
+                        "would take the balance past the largest allowed, {}",
+                        Money::MAX_BALANCE
+                    ),
+                )
+            })
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
+    pub fn checked_sub(self, other: Money) -> Option<Money> {
+        self.0.checked_sub(other.0).map(Money)
+    }
 
     pub fn micros(self) -> i64 {
         self.0
@@ -85,6 +137,7 @@ impl Pricing {
             if price < 0 {
                 return Err(crate::DomainError::invalid(field, "must not be negative"));
             }
+            Money(price).check_amount(field)?;
         }
         Ok(())
     }
@@ -136,6 +189,37 @@ mod tests {
             ..BillableTokens::default()
         };
         assert_eq!(tiny.cost(one), Money(1));
+    }
+
+    #[test]
+    fn amounts_and_balances_have_stated_maximums() {
+        assert!(Money::MAX_AMOUNT.is_within_max_amount());
+        assert!(Money(-Money::MAX_AMOUNT.0).is_within_max_amount());
+        assert_eq!(
+            Money(i64::MAX)
+                .check_amount("amount")
+                .expect_err("beyond the maximum")
+                .to_string(),
+            "invalid amount: must be at most 1000000000.000000 in size"
+        );
+        assert!(Money(i64::MIN).check_amount("amount").is_err());
+        assert_eq!(
+            Money::MAX_BALANCE.balance_plus(Money(-1)),
+            Ok(Money(Money::MAX_BALANCE.0 - 1))
+        );
+        assert!(Money::MAX_BALANCE.balance_plus(Money(1)).is_err());
+        assert!(Money(i64::MAX).balance_plus(Money(1)).is_err());
+        let price = Pricing {
+            input: Money::MAX_AMOUNT.0 + 1,
+            ..Pricing::default()
+        };
+        assert_eq!(
+            price
+                .validate()
+                .expect_err("beyond the maximum")
+                .to_string(),
+            "invalid input_price: must be at most 1000000000.000000 in size"
+        );
     }
 
     #[test]

@@ -136,6 +136,7 @@ impl Aggregate for PrepaidCode {
                 if !amount.is_positive() {
                     return Err(DomainError::invalid("amount", "must be positive"));
                 }
+                amount.check_amount("amount")?;
                 let currency = currency.trim().to_ascii_uppercase();
                 if currency.is_empty() {
                     return Err(DomainError::invalid("currency", "must be given"));
@@ -285,6 +286,10 @@ mod tests {
             .given_no_previous_events()
             .when(issue(0))
             .then_expect_error_message("invalid amount: must be positive");
+        Given::with(())
+            .given_no_previous_events()
+            .when(issue(i64::MAX))
+            .then_expect_error_message("invalid amount: must be at most 1000000000.000000 in size");
     }
 
     #[test]

@@ -248,6 +248,7 @@ impl Aggregate for RechargeOrder {
                 if !amount.is_positive() {
                     return Err(DomainError::invalid("amount", "must be positive"));
                 }
+                amount.check_amount("amount")?;
                 let currency = normalize_currency(&currency);
                 if currency.is_empty() {
                     return Err(DomainError::invalid("currency", "must be given"));

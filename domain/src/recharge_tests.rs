@@ -403,3 +403,11 @@ fn events_keep_their_wire_form() {
     assert_eq!(json["Placed"]["method"], "stripe");
     assert_eq!(cqrs_es::DomainEvent::event_type(&paid("e")), "Paid");
 }
+
+#[test]
+fn an_order_beyond_the_maximum_amount_is_refused() {
+    Given::with(())
+        .given_no_previous_events()
+        .when(place(i64::MAX, "USD"))
+        .then_expect_error_message("invalid amount: must be at most 1000000000.000000 in size");
+}

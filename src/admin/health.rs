@@ -2,37 +2,52 @@
 //! last 24 hours — with attempts, error rate, average and p95 latency, and the last error seen.
 //! Read from the `provider_health` projection (per provider and minute, built from the attempts
 //! of metered calls); connection tests are not calls and do not count.
+//!
+//! Above them, the events a read model could not apply (`sql::failures`): while one is not
+//! acknowledged, `/health/ready` answers 503; an operator acknowledges it here once understood.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
 use chrono::{Duration, Utc};
+use modelrouter_projections::sql::failures::{self, Failure};
 use modelrouter_projections::sql::provider_health::{self, Tally};
-use serde::Serialize;
+use modelrouter_projections::sql::Projection;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::session::SignedInOperator;
+use super::session::{AdminWriter, SignedInOperator};
 use crate::gateway::AppState;
 use crate::portal::format;
 use crate::portal::{render, Chrome, PortalError};
 
 pub fn pages() -> Router<Arc<AppState>> {
-    Router::new().route("/admin/health", get(page))
+    Router::new().route("/admin/health", get(page)).route(
+        "/admin/health/failures/acknowledge",
+        post(acknowledge_submit),
+    )
 }
 
 pub fn api() -> Router<Arc<AppState>> {
-    Router::new().route("/api/admin/health", get(api_health))
+    Router::new()
+        .route("/api/admin/health", get(api_health))
+        .route("/api/admin/health/failures", get(api_failures))
+        .route(
+            "/api/admin/health/failures/acknowledge",
+            post(api_acknowledge),
+        )
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(api_health),
-    components(schemas(ProviderHealth, WindowHealth, ErrorSeen)),
+    paths(api_health, api_failures, api_acknowledge),
+    components(schemas(ProviderHealth, WindowHealth, ErrorSeen, ProjectionFailure, Acknowledgement)),
     tags((name = "admin-health", description = "Providers' recent error rate and latency")),
 )]
 pub struct Api;
@@ -167,7 +182,116 @@ struct Line {
 #[template(path = "admin/health.html")]
 struct HealthPage {
     chrome: Chrome,
+    csrf: String,
     lines: Vec<Line>,
+    failures: Vec<ProjectionFailure>,
+}
+
+/// An event a read model could not apply and left out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionFailure {
+    pub projection: String,
+    /// The event's global position in the log.
+    pub position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub error: String,
+    /// RFC 3339, UTC.
+    pub failed_at: String,
+    pub acknowledged_at: Option<String>,
+    /// The operator's id.
+    pub acknowledged_by: Option<String>,
+    /// One sentence for people.
+    pub description: String,
+}
+
+impl From<Failure> for ProjectionFailure {
+    fn from(failure: Failure) -> Self {
+        ProjectionFailure {
+            description: failure.describe(),
+            projection: failure.projection,
+            position: failure.position,
+            aggregate_type: failure.aggregate_type,
+            aggregate_id: failure.aggregate_id,
+            event_type: failure.event_type,
+            error: failure.error,
+            failed_at: failure.failed_at,
+            acknowledged_at: failure.acknowledged_at,
+            acknowledged_by: failure.acknowledged_by,
+        }
+    }
+}
+
+async fn projection_failures(state: &AppState) -> Result<Vec<ProjectionFailure>, PortalError> {
+    Ok(failures::all(&state.db)
+        .await?
+        .into_iter()
+        .map(ProjectionFailure::from)
+        .collect())
+}
+
+#[utoipa::path(get, path = "/api/admin/health/failures", tag = "admin-health",
+    responses((status = 200, body = Vec<ProjectionFailure>, description = "Unacknowledged first")))]
+pub async fn api_failures(
+    State(state): State<Arc<AppState>>,
+    _operator: SignedInOperator,
+) -> Result<Json<Vec<ProjectionFailure>>, PortalError> {
+    Ok(Json(projection_failures(&state).await?))
+}
+
+/// Which failure an operator acknowledges.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Acknowledgement {
+    pub projection: String,
+    pub position: i64,
+}
+
+async fn acknowledge(
+    state: &AppState,
+    operator: &SignedInOperator,
+    which: &Acknowledgement,
+) -> Result<(), PortalError> {
+    let projection = Projection::from_name(&which.projection).ok_or(PortalError::NotFound)?;
+    let by = format!("operator:{}", operator.handle.id());
+    if !failures::acknowledge(&state.db, projection, which.position, &by).await? {
+        return Err(PortalError::NotFound);
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/api/admin/health/failures/acknowledge", tag = "admin-health",
+    request_body = Acknowledgement,
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 204, description = "Acknowledged (or already)"), (status = 404, description = "No such failure")))]
+pub async fn api_acknowledge(
+    State(state): State<Arc<AppState>>,
+    AdminWriter(operator): AdminWriter,
+    Json(body): Json<Acknowledgement>,
+) -> Result<StatusCode, PortalError> {
+    acknowledge(&state, &operator, &body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct AcknowledgeForm {
+    csrf: String,
+    projection: String,
+    position: i64,
+}
+
+pub async fn acknowledge_submit(
+    State(state): State<Arc<AppState>>,
+    operator: SignedInOperator,
+    Form(form): Form<AcknowledgeForm>,
+) -> Result<Response, PortalError> {
+    operator.verify_csrf(&form.csrf)?;
+    let which = Acknowledgement {
+        projection: form.projection,
+        position: form.position,
+    };
+    acknowledge(&state, &operator, &which).await?;
+    Ok(Redirect::to("/admin/health").into_response())
 }
 
 pub async fn page(
@@ -200,7 +324,9 @@ pub async fn page(
         .collect();
     let page = HealthPage {
         chrome: operator.chrome("health"),
+        csrf: operator.csrf.clone(),
         lines,
+        failures: projection_failures(&state).await?,
     };
     Ok(render(&page)?.into_response())
 }

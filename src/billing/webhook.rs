@@ -3,6 +3,13 @@
 //! failure or expiry of its order. Answers: 200 when handled or deliberately ignored (Stripe
 //! stops retrying), 400 for a bad signature or unreadable event, 500 when the store failed (Stripe
 //! retries later, and every step is idempotent).
+//!
+//! A signature proves only that Stripe sent the event, not that it is about the order it names:
+//! other integrations on the same Stripe account (a Payment Link, say) may set any
+//! `client_reference_id`. So an event settles an order only when the order is paid by card and
+//! the event's Checkout session is the one created for that order (`CheckoutCreated`); the
+//! amount and currency are then compared by the order itself (a difference is flagged, never
+//! credited). A bank-transfer or sandbox order is never settled by a Stripe event.
 
 use std::sync::Arc;
 
@@ -13,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
 use modelrouter_domain::metadata::{Actor, Metadata};
+use modelrouter_domain::recharge::PaymentMethod;
 use serde_json::json;
 
 use super::orders::{self, Confirmation, Confirmed, TopUpError};
@@ -51,6 +59,25 @@ pub async fn stripe(
             return answer(StatusCode::BAD_REQUEST, &error.to_string());
         }
     };
+    match addresses_its_order(&state, &notice).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let (order_id, provider_ref) = notice.order_and_checkout();
+            tracing::warn!(
+                order_id,
+                provider_ref,
+                "Stripe event about a checkout session that is not its order's own; ignored"
+            );
+            return answer(StatusCode::OK, "not this order's checkout");
+        }
+        // An order that is not ours (another platform on the same Stripe account): nothing to
+        // retry.
+        Err(TopUpError::NotFound) => return answer(StatusCode::OK, "no such order"),
+        Err(error) => {
+            tracing::error!(%error, "Stripe webhook not handled; Stripe will retry");
+            return answer(StatusCode::INTERNAL_SERVER_ERROR, "try again later");
+        }
+    }
     let metadata = Metadata::new(&Actor::System).request_id(&request.id);
     let handled = match notice {
         PaymentNotice::Paid {
@@ -123,4 +150,15 @@ pub async fn stripe(
             answer(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
         }
     }
+}
+
+/// Whether the notice is about its order's own Checkout session: the order was placed to be
+/// paid by card and its recorded session is the one the event describes.
+async fn addresses_its_order(state: &AppState, notice: &PaymentNotice) -> Result<bool, TopUpError> {
+    let (order_id, provider_ref) = notice.order_and_checkout();
+    let order = state.commands.recharges.load(order_id).await?;
+    if !order.is_placed() {
+        return Err(TopUpError::NotFound);
+    }
+    Ok(order.method() == Some(PaymentMethod::Stripe) && order.provider_ref() == Some(provider_ref))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use modelrouter_projections::sql::failures;
 use serde_json::{json, Value};
 
 use super::AppState;
@@ -13,7 +14,10 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "live"}))
 }
 
-/// Ready when the event store answers and the in-memory view has caught up with the log.
+/// Ready when the event store answers, the in-memory view has caught up with the log, and no SQL
+/// projection has left out an event no operator has acknowledged yet (`sql::failures`): such a
+/// projection is current for everyone else but wrong for that event's aggregate, which is worth
+/// a 503 naming it until someone has looked.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let unavailable = |reason: String| {
         (
@@ -29,6 +33,25 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
     };
     if !state.live.caught_up() {
         return unavailable("projections are still replaying the event log".into());
+    }
+    match failures::unacknowledged(&state.db).await {
+        Ok(failures) if failures.is_empty() => {}
+        Ok(failures) => {
+            let reason = failures
+                .iter()
+                .map(failures::Failure::describe)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "unavailable",
+                    "reason": reason,
+                    "projection_failures": failures,
+                })),
+            );
+        }
+        Err(error) => return unavailable(format!("event store: {error}")),
     }
     let position = state.live.position();
     let lag = head.position.saturating_sub(position.position).max(0);

@@ -104,6 +104,14 @@ pub enum LedgerError {
     },
     #[error("amounts overflow at the event at position {position}")]
     Overflow { position: i64 },
+    /// Only a version before the limit could store such an event; the Account aggregate and
+    /// the balances projection leave it out, and the projection reports it.
+    #[error("the event at position {position} carries {amount}, beyond the largest single amount ({max}): written by an older version, left out of the balance")]
+    BeyondLimit {
+        position: i64,
+        amount: Money,
+        max: Money,
+    },
     #[error("the balances read model did not catch up with account {tenant_id}'s events after {attempts} tries (events still arriving, or a long transaction holding the log's tail back); try again")]
     NotCaughtUp { tenant_id: String, attempts: u32 },
     #[error("database: {0}")]
@@ -304,6 +312,19 @@ fn fold(
     for (stored, event) in events.iter().zip(decoded) {
         let position = stored.position;
         let add = |a: i64, b: i64| a.checked_add(b).ok_or(LedgerError::Overflow { position });
+        if let AccountEvent::Credited { amount, .. }
+        | AccountEvent::Adjusted { amount, .. }
+        | AccountEvent::Refunded { amount, .. }
+        | AccountEvent::AllowanceGranted { amount, .. } = event
+        {
+            if amount.0.unsigned_abs() > Money::MAX_AMOUNT.0.unsigned_abs() {
+                return Err(LedgerError::BeyondLimit {
+                    position,
+                    amount: *amount,
+                    max: Money::MAX_AMOUNT,
+                });
+            }
+        }
         let actor = stored
             .metadata
             .get(ACTOR)

@@ -60,6 +60,29 @@ pub enum PaymentNotice {
     },
 }
 
+impl PaymentNotice {
+    /// The order the notice names and the provider's checkout it is about.
+    pub fn order_and_checkout(&self) -> (&str, &str) {
+        match self {
+            PaymentNotice::Paid {
+                order_id,
+                provider_ref,
+                ..
+            }
+            | PaymentNotice::Failed {
+                order_id,
+                provider_ref,
+                ..
+            }
+            | PaymentNotice::Expired {
+                order_id,
+                provider_ref,
+                ..
+            } => (order_id, provider_ref),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     /// The webhook is not provably from the provider: treat it as forged, answer 400.

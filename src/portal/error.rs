@@ -34,6 +34,9 @@ pub enum PortalError {
     BadLogin,
     #[error("Too many failed sign-in attempts. Try again in {} minutes.", minutes_until(*.0))]
     Locked(DateTime<Utc>),
+    /// Too many wrong prepaid or receipt codes from this account or address: refused until then.
+    #[error("Too many wrong codes. Try again in {} minutes.", minutes_until(*.0))]
+    TooManyCodes(DateTime<Utc>),
     #[error("This account is suspended. Contact support to restore it.")]
     Suspended,
     /// Signed in with an operator's one-time password: only choosing a new one is open.
@@ -69,7 +72,7 @@ impl PortalError {
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PortalError::EmailTaken => StatusCode::CONFLICT,
-            PortalError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::Locked(_) | PortalError::TooManyCodes(_) => StatusCode::TOO_MANY_REQUESTS,
             PortalError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,10 +87,21 @@ impl PortalError {
             PortalError::EmailTaken => "email_taken",
             PortalError::BadLogin => "bad_login",
             PortalError::Locked(_) => "locked",
+            PortalError::TooManyCodes(_) => "too_many_codes",
             PortalError::Suspended => "suspended",
             PortalError::NotPermitted(_) => "not_permitted",
             PortalError::PasswordChangeRequired => "password_change_required",
             PortalError::Internal => "internal",
+        }
+    }
+
+    /// Seconds until a refused try may be made again, for `Retry-After`.
+    pub fn retry_after(&self) -> Option<i64> {
+        match self {
+            PortalError::Locked(until) | PortalError::TooManyCodes(until) => {
+                Some((*until - Utc::now()).num_seconds().max(1))
+            }
+            _ => None,
         }
     }
 
@@ -151,10 +165,7 @@ impl IntoResponse for PortalError {
             code: self.code(),
             message: self.to_string(),
             field: self.field(),
-            retry_after: match self {
-                PortalError::Locked(until) => Some((until - Utc::now()).num_seconds().max(1)),
-                _ => None,
-            },
+            retry_after: self.retry_after(),
         };
         // A plain body in case no edge layer renders it (it always should).
         let mut response = (rendered.status, rendered.message.clone()).into_response();

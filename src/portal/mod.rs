@@ -6,6 +6,7 @@
 //! Pages work without JavaScript; `static/portal.js` only adds copy buttons and live refresh.
 
 pub(crate) mod account;
+mod code_guesses;
 mod dashboard;
 pub(crate) mod error;
 pub(crate) mod format;
@@ -143,6 +144,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/portal/recharge/orders/{id}", get(recharge::api_order))
         .route("/api/portal/recharge/redeem", post(recharge::api_redeem))
+        .route("/api/portal/receipts/verify", get(recharge::api_verify))
         .layer(middleware::from_fn(error::render_json_errors));
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))

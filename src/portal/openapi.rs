@@ -35,6 +35,7 @@ micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"messa
         recharge::api_order,
         recharge::api_place,
         recharge::api_redeem,
+        recharge::api_verify,
     ),
     components(schemas(keys::ScopeSpec)),
     modifiers(&SessionCookie),

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::account::tenant_meta;
+use super::code_guesses::CodeTries;
 use super::format;
 use super::session::ApiWriter;
 use super::{render, Chrome, PortalError, SignedIn};
@@ -284,25 +285,49 @@ pub async fn redeem_submit(
     Form(form): Form<RedeemForm>,
 ) -> Result<Response, PortalError> {
     signed_in.verify_csrf(&form.csrf)?;
-    let redeemed = orders::redeem(
-        &state.commands,
-        signed_in.scope.tenant_id(),
-        &form.code,
-        &tenant_meta(&signed_in, &request),
-    )
-    .await;
+    let redeemed = redeem(&state, &signed_in, &request, &form.code).await;
     match redeemed {
         Ok(amount) => {
             show_credit(&state, &signed_in).await?;
             Ok(Redirect::to(&format!("/portal/recharge?redeemed={}", amount.0)).into_response())
         }
-        Err(TopUpError::Invalid { message, .. }) => {
+        Err(error @ (PortalError::Invalid { .. } | PortalError::TooManyCodes(_))) => {
             let mut page = recharge_view(&state, &signed_in, "25.00".into(), None).await?;
-            page.redeem_error = Some(message);
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+            page.redeem_error = Some(error.to_string());
+            let mut response = (error.status(), render(&page)?).into_response();
+            let retry_after = error.retry_after().map(|seconds| seconds.to_string());
+            if let Some(value) = retry_after.and_then(|seconds| seconds.parse().ok()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            Ok(response)
         }
-        Err(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
+}
+
+/// Redeems a code for the signed-in tenant, unless too many wrong codes came from its account
+/// or address lately (`code_guesses`); a wrong code is counted.
+async fn redeem(
+    state: &AppState,
+    signed_in: &SignedIn,
+    request: &RequestId,
+    code: &str,
+) -> Result<Money, PortalError> {
+    let tries = CodeTries::redeem(state, signed_in.scope.tenant_id(), request);
+    tries.allowed(state).await?;
+    let redeemed = orders::redeem(
+        &state.commands,
+        signed_in.scope.tenant_id(),
+        code,
+        &tenant_meta(signed_in, request),
+    )
+    .await;
+    if let Err(TopUpError::Invalid { .. }) = &redeemed {
+        tries.failed(state).await?;
+    }
+    Ok(redeemed?)
 }
 
 struct HistoryLine {
@@ -579,20 +604,15 @@ pub struct Redeemed {
 
 #[utoipa::path(post, path = "/api/portal/recharge/redeem", tag = "recharge", request_body = Redeem,
     params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
-    responses((status = 200, body = Redeemed), (status = 422, description = "Unknown, expired, disabled or already redeemed code")))]
+    responses((status = 200, body = Redeemed), (status = 422, description = "Unknown, expired, disabled or already redeemed code"),
+        (status = 429, description = "Too many wrong codes from this account or address lately; `Retry-After` says when to try again")))]
 pub async fn api_redeem(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
     ApiWriter(signed_in): ApiWriter,
     Json(body): Json<Redeem>,
 ) -> Result<Json<Redeemed>, PortalError> {
-    let amount = orders::redeem(
-        &state.commands,
-        signed_in.scope.tenant_id(),
-        &body.code,
-        &tenant_meta(&signed_in, &request),
-    )
-    .await?;
+    let amount = redeem(&state, &signed_in, &request, &body.code).await?;
     show_credit(&state, &signed_in).await?;
     Ok(Json(Redeemed { amount: amount.0 }))
 }
@@ -753,23 +773,14 @@ pub struct VerifyQuery {
 /// record, or they do not. It says nothing else about the order or its tenant.
 pub async fn verify_page(
     State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
     Query(query): Query<VerifyQuery>,
 ) -> Result<Response, PortalError> {
     let order_id = query.order.unwrap_or_default().trim().to_string();
     let code = query.code.unwrap_or_default().trim().to_string();
     let mut verdict = None;
     if !order_id.is_empty() && !code.is_empty() {
-        sql::catch_up(&state.db, Projection::Recharges, 1000).await?;
-        let order = recharges::order(&state.db, &order_id)
-            .await?
-            .filter(|o| o.state == "paid");
-        let checked = match &order {
-            Some(order) => {
-                let receipt = receipt_of(&state, order).await?;
-                receipt::verify(&state.master_key, &receipt, &code).then_some(receipt)
-            }
-            None => None,
-        };
+        let checked = check_receipt(&state, &request, &order_id, &code).await?;
         verdict = Some(match checked {
             Some(receipt) => Verdict {
                 genuine: true,
@@ -789,4 +800,88 @@ pub async fn verify_page(
         verdict,
     };
     Ok(render(&page)?.into_response())
+}
+
+/// The receipt an order number and verification code prove, if they do: a paid order on
+/// record whose code matches. Refused while too many wrong codes came from the caller's address
+/// lately (`code_guesses`); a wrong code is counted.
+async fn check_receipt(
+    state: &AppState,
+    request: &RequestId,
+    order_id: &str,
+    code: &str,
+) -> Result<Option<Receipt>, PortalError> {
+    let tries = CodeTries::receipt(state, request);
+    tries.allowed(state).await?;
+    sql::catch_up(&state.db, Projection::Recharges, 1000).await?;
+    let order = recharges::order(&state.db, order_id)
+        .await?
+        .filter(|o| o.state == "paid");
+    let checked = match &order {
+        Some(order) => {
+            let receipt = receipt_of(state, order).await?;
+            receipt::verify(&state.master_key, &receipt, code).then_some(receipt)
+        }
+        None => None,
+    };
+    if checked.is_none() {
+        tries.failed(state).await?;
+    }
+    Ok(checked)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct VerifyParams {
+    /// The order number printed on the receipt.
+    order: String,
+    /// The receipt's verification code.
+    code: String,
+}
+
+/// What a receipt check found: only whether it is genuine, and then its amount and date.
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptCheck {
+    genuine: bool,
+    /// Micro-units paid, when genuine.
+    amount: Option<i64>,
+    currency: Option<String>,
+    /// RFC 3339, when genuine.
+    paid_at: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/portal/receipts/verify", tag = "recharge", params(VerifyParams), security(()),
+    responses((status = 200, body = ReceiptCheck),
+        (status = 429, description = "Too many wrong codes from this address lately; `Retry-After` says when to try again")))]
+pub async fn api_verify(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    Query(params): Query<VerifyParams>,
+) -> Result<Json<ReceiptCheck>, PortalError> {
+    let order_id = params.order.trim();
+    let code = params.code.trim();
+    if order_id.is_empty() || code.is_empty() {
+        return Err(PortalError::invalid(
+            "code",
+            "Enter the order number and the code.",
+        ));
+    }
+    let checked = check_receipt(&state, &request, order_id, code).await?;
+    Ok(Json(match checked {
+        Some(receipt) => ReceiptCheck {
+            genuine: true,
+            amount: Some(receipt.amount.0),
+            currency: Some(receipt.currency),
+            paid_at: Some(
+                receipt
+                    .paid_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+        },
+        None => ReceiptCheck {
+            genuine: false,
+            amount: None,
+            currency: None,
+            paid_at: None,
+        },
+    }))
 }

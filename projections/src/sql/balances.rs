@@ -1,11 +1,16 @@
 //! The balances read model: per tenant, the balance and how it came about, plus the allowance
 //! each replica currently holds.
+//!
+//! Sums are worked out here with checked arithmetic, not in SQL (where SQLite would silently turn
+//! an overflowing sum into a float): an event whose amount is beyond `Money::MAX_AMOUNT` (stored
+//! by a version before the limit) or whose sum would overflow is an `ApplyError::Event`, left out
+//! and reported (`failures.rs`) like the Account aggregate leaves it out.
 
 use modelrouter_domain::account::AccountEvent;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{on_tx, DbTx};
+use super::{on_tx, ApplyError, DbTx};
 use crate::db::{Db, StoredEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,7 +27,33 @@ pub struct BalanceRow {
     pub updated_at: String,
 }
 
-pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), sqlx::Error> {
+/// The running totals of one tenant's row.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    balance: i64,
+    credited: i64,
+    adjusted: i64,
+    settled: i64,
+    refunded: i64,
+    calls: i64,
+}
+
+impl Totals {
+    /// These totals moved by `delta`, or the name of the first total that would overflow.
+    fn plus(self, delta: Totals) -> Result<Totals, &'static str> {
+        let add = |total: i64, by: i64, name| total.checked_add(by).ok_or(name);
+        Ok(Totals {
+            balance: add(self.balance, delta.balance, "balance")?,
+            credited: add(self.credited, delta.credited, "credited")?,
+            adjusted: add(self.adjusted, delta.adjusted, "adjusted")?,
+            settled: add(self.settled, delta.settled, "settled")?,
+            refunded: add(self.refunded, delta.refunded, "refunded")?,
+            calls: add(self.calls, delta.calls, "calls")?,
+        })
+    }
+}
+
+pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), ApplyError> {
     let Ok(payload) = serde_json::from_value::<AccountEvent>(event.payload.clone()) else {
         tracing::error!(
             position = event.position,
@@ -31,44 +62,88 @@ pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), 
         return Ok(());
     };
     let tenant = event.aggregate_id.as_str();
-    // (balance, credited, adjusted, settled, refunded, calls) deltas
-    let (balance, credited, adjusted, settled, refunded, calls) = match &payload {
-        AccountEvent::Credited { amount, .. } => (amount.0, amount.0, 0, 0, 0, 0),
-        AccountEvent::Adjusted { amount, .. } => (amount.0, 0, amount.0, 0, 0, 0),
-        AccountEvent::Refunded { amount, .. } => (-amount.0, 0, 0, 0, amount.0, 0),
-        AccountEvent::UsageSettled { used, calls, .. } => (
-            -used.0,
-            0,
-            0,
-            used.0,
-            0,
-            i64::try_from(*calls).unwrap_or(i64::MAX),
-        ),
-        _ => (0, 0, 0, 0, 0, 0),
+    if !payload.within_limits() {
+        return Err(ApplyError::Event(format!(
+            "the amount is beyond the largest single amount ({}); only a version before that \
+             limit could store it, and the balance leaves it out",
+            modelrouter_domain::Money::MAX_AMOUNT
+        )));
+    }
+    let negative = |amount: i64| {
+        amount
+            .checked_neg()
+            .ok_or_else(|| ApplyError::Event(format!("the amount {amount} cannot be negated")))
+    };
+    let delta = match &payload {
+        AccountEvent::Credited { amount, .. } => Totals {
+            balance: amount.0,
+            credited: amount.0,
+            ..Totals::default()
+        },
+        AccountEvent::Adjusted { amount, .. } => Totals {
+            balance: amount.0,
+            adjusted: amount.0,
+            ..Totals::default()
+        },
+        AccountEvent::Refunded { amount, .. } => Totals {
+            balance: negative(amount.0)?,
+            refunded: amount.0,
+            ..Totals::default()
+        },
+        AccountEvent::UsageSettled { used, calls, .. } => Totals {
+            balance: negative(used.0)?,
+            settled: used.0,
+            calls: i64::try_from(*calls)
+                .map_err(|_| ApplyError::Event(format!("{calls} calls do not fit a total")))?,
+            ..Totals::default()
+        },
+        _ => Totals::default(),
     };
     on_tx!(tx, conn => {
+        let current = sqlx::query(
+            "SELECT balance, credited, adjusted, settled, refunded, calls
+               FROM balances WHERE tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| -> Result<Totals, sqlx::Error> {
+            Ok(Totals {
+                balance: row.try_get("balance")?,
+                credited: row.try_get("credited")?,
+                adjusted: row.try_get("adjusted")?,
+                settled: row.try_get("settled")?,
+                refunded: row.try_get("refunded")?,
+                calls: row.try_get("calls")?,
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
+        let next = current.plus(delta).map_err(|total| {
+            ApplyError::Event(format!("the tenant's {total} total would overflow"))
+        })?;
         sqlx::query(
             "INSERT INTO balances
                (tenant_id, balance, credited, adjusted, settled, outstanding, calls, updated_at,
                 refunded)
              VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8)
              ON CONFLICT (tenant_id) DO UPDATE SET
-               balance = balances.balance + excluded.balance,
-               credited = balances.credited + excluded.credited,
-               adjusted = balances.adjusted + excluded.adjusted,
-               settled = balances.settled + excluded.settled,
-               refunded = balances.refunded + excluded.refunded,
-               calls = balances.calls + excluded.calls,
+               balance = excluded.balance,
+               credited = excluded.credited,
+               adjusted = excluded.adjusted,
+               settled = excluded.settled,
+               refunded = excluded.refunded,
+               calls = excluded.calls,
                updated_at = excluded.updated_at",
         )
         .bind(tenant)
-        .bind(balance)
-        .bind(credited)
-        .bind(adjusted)
-        .bind(settled)
-        .bind(calls)
+        .bind(next.balance)
+        .bind(next.credited)
+        .bind(next.adjusted)
+        .bind(next.settled)
+        .bind(next.calls)
         .bind(&event.recorded_at)
-        .bind(refunded)
+        .bind(next.refunded)
         .execute(&mut *conn)
         .await?;
         match &payload {

@@ -1,9 +1,15 @@
 //! SQL read models. Each projection applies the events it cares about and keeps a checkpoint
 //! (the last event it applied) in the same transaction, so a crash never applies an event twice
 //! or skips one. Replicas share the work safely: a batch holds the checkpoint row's lock.
+//!
+//! An event a projection cannot apply — an amount beyond every limit, a sum that would overflow
+//! (`ApplyError::Event`) — is recorded in `projection_failures` and left out, and the projection
+//! goes on (`failures.rs`): the other tenants' read models stay right and current, and readiness
+//! reports the failure. A database that fails (`ApplyError::Database`) is retried as before.
 
 pub mod balances;
 pub mod commissions;
+pub mod failures;
 pub mod provider_health;
 pub mod recharges;
 pub mod usage;
@@ -121,7 +127,7 @@ impl Projection {
         }
     }
 
-    async fn apply(self, tx: &mut DbTx<'_>, events: &[&StoredEvent]) -> Result<(), sqlx::Error> {
+    async fn apply(self, tx: &mut DbTx<'_>, events: &[&StoredEvent]) -> Result<(), ApplyError> {
         match self {
             Projection::Balances => {
                 for event in events {
@@ -129,8 +135,8 @@ impl Projection {
                 }
                 Ok(())
             }
-            Projection::Usage => usage::apply_batch(tx, events).await,
-            Projection::ProviderHealth => provider_health::apply_batch(tx, events).await,
+            Projection::Usage => Ok(usage::apply_batch(tx, events).await?),
+            Projection::ProviderHealth => Ok(provider_health::apply_batch(tx, events).await?),
             Projection::Recharges => {
                 for event in events {
                     recharges::apply(tx, event).await?;
@@ -143,6 +149,30 @@ impl Projection {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// Why a projection did not apply a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The event itself cannot be applied, now or ever: it is recorded and left out.
+    #[error("{0}")]
+    Event(String),
+    /// The database failed; the batch is tried again later.
+    #[error("database: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    /// PostgreSQL's data exceptions (SQLSTATE class 22: a value out of range, say) are about the
+    /// values the event brought, not about the database: retrying cannot help.
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")) => {
+                ApplyError::Event(db.message().to_string())
+            }
+            _ => ApplyError::Database(error),
         }
     }
 }
@@ -263,9 +293,19 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
             .iter()
             .filter(|e| projection.concerns(&e.aggregate_type))
             .collect();
-        projection.apply(&mut tx, &concerned).await?;
-        save_checkpoint(&mut tx, projection, last).await?;
-        tx.commit().await?;
+        match projection.apply(&mut tx, &concerned).await {
+            Ok(()) => {
+                save_checkpoint(&mut tx, projection, last).await?;
+                tx.commit().await?;
+            }
+            Err(ApplyError::Database(error)) => return Err(error),
+            Err(ApplyError::Event(_)) => {
+                // Some event of the batch cannot be applied: undo the batch and apply it one
+                // event per transaction, so the bad one is found, recorded and left out.
+                drop(tx);
+                apply_one_by_one(db, projection, &concerned, last).await?;
+            }
+        }
         total += events.len();
         if (events.len() as i64) < batch {
             return Ok(total);
@@ -273,11 +313,51 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
     }
 }
 
-/// Empties the projection's tables, resets its checkpoint and replays the whole log.
+/// Applies `events` (a batch that ends at `last`) one per transaction, with the checkpoint: an
+/// event that cannot be applied is recorded in `projection_failures` and the checkpoint moves
+/// past it. The caller holds the store's write lock.
+async fn apply_one_by_one(
+    db: &Db,
+    projection: Projection,
+    events: &[&StoredEvent],
+    last: TailPosition,
+) -> Result<(), sqlx::Error> {
+    for event in events {
+        let mut tx = DbTx::begin(db).await?;
+        // Another replica may have applied part of the batch meanwhile (PostgreSQL).
+        if lock_checkpoint(&mut tx, projection).await? >= event.tail_position() {
+            continue;
+        }
+        match projection.apply(&mut tx, &[*event]).await {
+            Ok(()) => {}
+            Err(ApplyError::Database(error)) => return Err(error),
+            Err(ApplyError::Event(error)) => {
+                drop(tx);
+                tx = DbTx::begin(db).await?;
+                if lock_checkpoint(&mut tx, projection).await? >= event.tail_position() {
+                    continue;
+                }
+                failures::record(&mut tx, projection, event, &error).await?;
+            }
+        }
+        save_checkpoint(&mut tx, projection, event.tail_position()).await?;
+        tx.commit().await?;
+    }
+    // The events of the batch this projection ignores.
+    let mut tx = DbTx::begin(db).await?;
+    if lock_checkpoint(&mut tx, projection).await? < last {
+        save_checkpoint(&mut tx, projection, last).await?;
+    }
+    tx.commit().await
+}
+
+/// Empties the projection's tables, resets its checkpoint and replays the whole log. Events that
+/// cannot be applied are recorded and left out, as when tailing (`failures`).
 pub async fn rebuild(db: &Db, projection: Projection) -> Result<usize, sqlx::Error> {
     let writing = db.write_lock().await;
     let mut tx = DbTx::begin(db).await?;
     lock_checkpoint(&mut tx, projection).await?;
+    failures::forget_unacknowledged(&mut tx, projection).await?;
     for table in projection.tables() {
         // Table names are constants of this crate, never user input.
         let sql = format!("DELETE FROM {table}");
