@@ -11,8 +11,15 @@ use modelrouter_domain::agent::AgentCommand;
 use modelrouter_domain::metadata::{Actor, Metadata};
 use reqwest::StatusCode;
 
-/// `next` values that must never reach a `Location` header.
-const HOSTILE: [&str; 3] = ["%0d%0aSet-Cookie:x", "%0aX:y", "%00"];
+/// `next` values (after the site's home) that must never reach a `Location` header: CR/LF, LF,
+/// NUL, right after the home, in a path below it and in its query.
+const HOSTILE: [&str; 5] = [
+    "%0d%0aSet-Cookie:x",
+    "/%0d%0aSet-Cookie:x",
+    "/keys%0aX:y",
+    "?q=%00",
+    "/%00",
+];
 
 fn location(response: &reqwest::Response) -> String {
     response
