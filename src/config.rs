@@ -51,6 +51,14 @@ pub struct Settings {
     pub login_lockout: Duration,
     /// How many wrong prepaid or receipt codes may be tried before further tries are refused.
     pub code_guesses: CodeGuessLimits,
+    /// How long a one-time password (an operator's reset, `admin create`, a new agent's) works
+    /// before it must be given again.
+    pub one_time_password_ttl: Duration,
+    /// Portal sign-ups allowed from one client address per `signup_window`; 0 for no limit.
+    pub signups_per_address: u32,
+    pub signup_window: Duration,
+    /// How mail (email verification links) leaves: SMTP, or the local outbox.
+    pub mail: MailSettings,
     pub payments: PaymentSettings,
     pub edge: EdgeSettings,
 }
@@ -195,6 +203,49 @@ impl CodeGuessLimits {
     }
 }
 
+/// How mail leaves the gateway. Without SMTP every mail is kept in the store's outbox instead.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub smtp: Option<SmtpSettings>,
+    /// The sender, `Name <address>` or an address.
+    pub from: String,
+    /// Shows each signed-in tenant its own mail from the outbox in the portal, so a demo (or a
+    /// test) verifies an email with one click. Never with real users: anyone could then
+    /// "verify" an address they do not own.
+    pub outbox_in_portal: bool,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            smtp: None,
+            from: "Model Router <noreply@localhost>".into(),
+            outbox_in_portal: false,
+        }
+    }
+}
+
+/// An SMTP server to send mail through.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<crate::crypto::Secret>,
+    pub tls: SmtpTls,
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// STARTTLS, required (port 587, the default).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// None: only for a relay on the same host or network (a local Postfix, a test server).
+    None,
+}
+
 /// How tenants top up: the limits of an order and which payment methods are offered.
 #[derive(Debug, Clone)]
 pub struct PaymentSettings {
@@ -211,6 +262,58 @@ pub struct PaymentSettings {
     pub sandbox: bool,
     /// How often each replica expires due orders and finishes interrupted credits.
     pub sweep_every: Duration,
+}
+
+impl MailSettings {
+    /// Reads `MODELROUTER_SMTP_*`, `MODELROUTER_MAIL_FROM` and `MODELROUTER_MAIL_OUTBOX_IN_PORTAL`.
+    pub fn from_env() -> anyhow::Result<MailSettings> {
+        let mut mail = MailSettings::default();
+        if let Some(from) = env_var("MODELROUTER_MAIL_FROM") {
+            anyhow::ensure!(
+                from.parse::<lettre::message::Mailbox>().is_ok(),
+                "MODELROUTER_MAIL_FROM must be an address or `Name <address>`"
+            );
+            mail.from = from.trim().to_string();
+        }
+        mail.outbox_in_portal =
+            env_var("MODELROUTER_MAIL_OUTBOX_IN_PORTAL").is_some_and(|v| v == "true" || v == "1");
+        let Some(host) = env_var("MODELROUTER_SMTP_HOST") else {
+            return Ok(mail);
+        };
+        let tls = match env_var("MODELROUTER_SMTP_TLS").as_deref().map(str::trim) {
+            None | Some("starttls") => SmtpTls::StartTls,
+            Some("tls") => SmtpTls::Tls,
+            Some("none") => SmtpTls::None,
+            Some(_) => anyhow::bail!("MODELROUTER_SMTP_TLS must be starttls, tls or none"),
+        };
+        let port = match env_var("MODELROUTER_SMTP_PORT") {
+            Some(port) => port
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("MODELROUTER_SMTP_PORT must be a port number"))?,
+            None if tls == SmtpTls::Tls => 465,
+            None => 587,
+        };
+        let username = env_var("MODELROUTER_SMTP_USERNAME");
+        let password = env_var("MODELROUTER_SMTP_PASSWORD").map(crate::crypto::Secret::new);
+        anyhow::ensure!(
+            username.is_some() == password.is_some(),
+            "SMTP needs both MODELROUTER_SMTP_USERNAME and MODELROUTER_SMTP_PASSWORD, or neither"
+        );
+        mail.smtp = Some(SmtpSettings {
+            host: host.trim().to_string(),
+            port,
+            username,
+            password,
+            tls,
+        });
+        Ok(mail)
+    }
+}
+
+/// A set, non-blank environment variable.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 impl Default for PaymentSettings {
@@ -295,6 +398,46 @@ impl PaymentSettings {
 }
 
 impl Settings {
+    /// Reads the `MODELROUTER_*` account variables (one-time passwords, sign-up limits, mail)
+    /// over these settings.
+    pub fn read_account_env(&mut self) -> anyhow::Result<()> {
+        if let Some(hours) = env_var("MODELROUTER_ONE_TIME_PASSWORD_HOURS") {
+            let hours: u64 = hours
+                .trim()
+                .parse()
+                .ok()
+                .filter(|h| *h > 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "MODELROUTER_ONE_TIME_PASSWORD_HOURS must be whole hours, at least 1"
+                    )
+                })?;
+            self.one_time_password_ttl = Duration::from_secs(hours.saturating_mul(3600));
+        }
+        if let Some(limit) = env_var("MODELROUTER_SIGNUPS_PER_ADDRESS") {
+            self.signups_per_address = limit.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "MODELROUTER_SIGNUPS_PER_ADDRESS must be a whole number (0: no limit)"
+                )
+            })?;
+        }
+        if let Some(minutes) = env_var("MODELROUTER_SIGNUP_WINDOW_MINUTES") {
+            let minutes: u64 = minutes
+                .trim()
+                .parse()
+                .ok()
+                .filter(|m| *m > 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "MODELROUTER_SIGNUP_WINDOW_MINUTES must be whole minutes, at least 1"
+                    )
+                })?;
+            self.signup_window = Duration::from_secs(minutes.saturating_mul(60));
+        }
+        self.mail = MailSettings::from_env()?;
+        Ok(())
+    }
+
     pub fn local(listen: SocketAddr, data_dir: PathBuf) -> Settings {
         Settings {
             listen,
@@ -322,6 +465,10 @@ impl Settings {
             login_window: Duration::from_secs(15 * 60),
             login_lockout: Duration::from_secs(15 * 60),
             code_guesses: CodeGuessLimits::default(),
+            one_time_password_ttl: Duration::from_secs(72 * 3600),
+            signups_per_address: 5,
+            signup_window: Duration::from_secs(3600),
+            mail: MailSettings::default(),
             payments: PaymentSettings::default(),
             edge: EdgeSettings::default(),
         }

@@ -165,6 +165,7 @@ async fn update_tenant(
             let change = TenantCommand::ChangePassword {
                 password_hash: hash_password(&spec.password)?,
                 temporary: false,
+                expires_at: None,
             };
             core.commands
                 .tenants
@@ -310,6 +311,7 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
             name: t.name.clone(),
             password_hash: hash_password(&t.password)?,
             referred_by: None,
+            verification_required: false,
         };
         match commands.tenants.execute(&tenant_id, register, &meta).await {
             Ok(()) => {}

@@ -11,6 +11,7 @@
 //! - `admin`: the operations console — pages under `/admin`, JSON under `/api/admin`.
 //! - `agent`: the agent portal — pages under `/agent`, JSON under `/api/agent`.
 //! - `mock`: the mock upstream, part of the product (`mock-upstream`, `serve --demo`, benches).
+//! - `mail`: mail to people (verification links) by SMTP, or into the store's outbox.
 //! - `import`, `demo`, `server`: the CLI's work.
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod import;
 pub mod ledger;
 pub mod live;
+pub mod mail;
 pub mod mock;
 pub mod payments;
 pub mod portal;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use modelrouter::config::Settings;
 use modelrouter::ledger;
+use modelrouter::portal::one_time_expiry_after;
 use modelrouter::server::Core;
 use modelrouter_domain::metadata::Actor;
 use modelrouter_domain::operator::OperatorRole;
@@ -95,7 +96,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Create an operator and print a one-time password.
+    /// Create an operator and print a one-time password (changed at the first sign-in; it
+    /// expires after MODELROUTER_ONE_TIME_PASSWORD_HOURS, default 72).
     Create {
         #[arg(long)]
         email: String,
@@ -103,6 +105,12 @@ enum AdminCommand {
         /// support (tenants' accounts); every role may read every console page.
         #[arg(long, default_value = "admin", value_parser = ["admin", "finance", "support"])]
         role: String,
+    },
+    /// Give an operator a new one-time password (when theirs expired or was forgotten); their
+    /// sessions end.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -194,8 +202,9 @@ enum LedgerCommand {
     },
 }
 
-fn settings(cli: &Cli, listen: SocketAddr) -> Settings {
+fn settings(cli: &Cli, listen: SocketAddr) -> anyhow::Result<Settings> {
     let mut settings = Settings::local(listen, cli.data_dir.clone());
+    settings.read_account_env()?;
     settings.database_url = cli.database_url.clone().filter(|u| !u.is_empty());
     settings.master_key = std::env::var("MODELROUTER_MASTER_KEY")
         .ok()
@@ -207,7 +216,7 @@ fn settings(cli: &Cli, listen: SocketAddr) -> Settings {
     {
         settings.currency = currency;
     }
-    settings
+    Ok(settings)
 }
 
 #[tokio::main]
@@ -228,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             signup_credit,
         } => {
-            let mut settings = settings(&cli, *listen);
+            let mut settings = settings(&cli, *listen)?;
             settings.public_url = public_url
                 .as_deref()
                 .map(|url| url.trim_end_matches('/').to_string())
@@ -246,10 +255,19 @@ async fn main() -> anyhow::Result<()> {
             settings.code_guesses = modelrouter::config::CodeGuessLimits::from_env()?;
             // The demo shows top-ups end to end with the built-in sandbox payment page.
             settings.payments.sandbox |= *demo;
+            // …and, without a mail server, the verification mail in the portal: one click.
+            settings.mail.outbox_in_portal |= *demo && settings.mail.smtp.is_none();
+            if settings.mail.smtp.is_none() {
+                tracing::info!(
+                    shown_in_portal = settings.mail.outbox_in_portal,
+                    "no SMTP server configured (MODELROUTER_SMTP_HOST): mail is kept in the \
+                     store's outbox"
+                );
+            }
             serve(settings, *demo).await
         }
         Command::Migrate => {
-            let settings = settings(&cli, default_listen);
+            let settings = settings(&cli, default_listen)?;
             Core::open(&settings).await?;
             println!(
                 "migrations applied ({})",
@@ -267,23 +285,42 @@ async fn main() -> anyhow::Result<()> {
             let role: OperatorRole =
                 serde_json::from_value(serde_json::Value::String(role.clone()))
                     .context("unknown role")?;
-            let core = Core::open(&settings(&cli, default_listen)).await?;
-            let password = modelrouter::crypto::generate_password();
+            let settings = settings(&cli, default_listen)?;
+            let core = Core::open(&settings).await?;
             let email = modelrouter_domain::tenant::normalize_email(email)?;
-            modelrouter::admin::create_operator(
+            let expires_at = one_time_expiry_after(settings.one_time_password_ttl);
+            let (_, password) = modelrouter::admin::create_operator_with_one_time_password(
                 &core.commands,
                 &email,
                 role,
-                &password,
+                expires_at,
                 &Actor::Cli,
             )
             .await?;
             println!("operator {email} created; one-time password: {password}");
             println!("role: {}", modelrouter::admin::role_name(role));
+            println!("it must be changed at the first sign-in and expires at {expires_at}");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::ResetPassword { email },
+        } => {
+            let settings = settings(&cli, default_listen)?;
+            let core = Core::open(&settings).await?;
+            let expires_at = one_time_expiry_after(settings.one_time_password_ttl);
+            let password = modelrouter::admin::reset_operator_password(
+                &core.commands,
+                email,
+                expires_at,
+                &Actor::Cli,
+            )
+            .await?;
+            println!("new one-time password for {email}: {password}");
+            println!("it must be changed at the first sign-in and expires at {expires_at}");
             Ok(())
         }
         Command::Import { file } => {
-            let core = Core::open(&settings(&cli, default_listen)).await?;
+            let core = Core::open(&settings(&cli, default_listen)?).await?;
             let report = modelrouter::import::import_path(&core, file).await?;
             println!("imported {}: {} new events", file.display(), report.events);
             for (email, name, key) in report.generated_keys {
@@ -292,7 +329,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { command } => {
-            let core = Core::open(&settings(&cli, default_listen)).await?;
+            let core = Core::open(&settings(&cli, default_listen)?).await?;
             let named = |name: &str| {
                 Projection::from_name(name).with_context(|| {
                     let known: Vec<&str> = Projection::ALL.iter().map(|p| p.name()).collect();
@@ -378,7 +415,7 @@ async fn main() -> anyhow::Result<()> {
                     operator,
                 },
         } => {
-            let core = Core::open(&settings(&cli, default_listen)).await?;
+            let core = Core::open(&settings(&cli, default_listen)?).await?;
             let outcome = modelrouter::billing::operator::confirm_transfer(
                 &core,
                 order,
@@ -408,7 +445,7 @@ async fn main() -> anyhow::Result<()> {
                     operator,
                 },
         } => {
-            let settings = settings(&cli, default_listen);
+            let settings = settings(&cli, default_listen)?;
             let core = Core::open(&settings).await?;
             let expires_at =
                 expires_in_days.map(|days| chrono::Utc::now() + chrono::Duration::days(days));
@@ -450,7 +487,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Runs a ledger command: Ok(true) when every account checked out, Ok(false) when one did not.
 async fn ledger(cli: &Cli, command: &LedgerCommand) -> anyhow::Result<bool> {
-    let core = Core::open(&settings(cli, ([127, 0, 0, 1], 8080).into())).await?;
+    let core = Core::open(&settings(cli, ([127, 0, 0, 1], 8080).into())?).await?;
     let view = core.live.view_full();
     let label = |id: &str| match view.tenants.get(id) {
         Some(tenant) => format!("{id} ({})", tenant.email),

@@ -242,14 +242,18 @@ async fn purge_portal_state(db: Db, settings: Settings, shutdown: CancellationTo
         if let Err(error) = purge_ended(&db, now, &policy).await {
             tracing::warn!(%error, "ended portal sessions not purged");
         }
-        if let Err(error) = purge_stale_failures(
-            &db,
-            now,
-            settings.login_window.max(settings.code_guesses.window),
-        )
-        .await
-        {
+        // The longest window of every rule counted in the throttle table, so none loses a live
+        // count: sign-ins, code guesses, sign-ups per address, verification mails per tenant.
+        let longest = settings
+            .login_window
+            .max(settings.code_guesses.window)
+            .max(settings.signup_window)
+            .max(crate::portal::verification::MAIL_WINDOW);
+        if let Err(error) = purge_stale_failures(&db, now, longest).await {
             tracing::warn!(%error, "stale sign-in failures not purged");
+        }
+        if let Err(error) = crate::store::verifications::purge(&db, now).await {
+            tracing::warn!(%error, "expired verification links not purged");
         }
     }
 }

@@ -41,6 +41,15 @@ async fn agent(operator: &Visitor, name: &str, email: &str, bps: u32) -> (Visito
     );
     let session: Value = response.json().await.unwrap();
     visitor.csrf = session["csrf_token"].as_str().unwrap().to_string();
+    // A one-time password opens nothing until the agent chooses its own.
+    let (status, body) = visitor
+        .write(
+            "POST",
+            "/api/agent/password",
+            json!({"current_password": created["password"], "new_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     (visitor, created)
 }
 
@@ -57,6 +66,7 @@ async fn referred_tenant(base: &str, email: &str, code: &str) -> Visitor {
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     visitor.csrf = body["csrf_token"].as_str().unwrap().to_string();
+    visitor.verify_email().await;
     visitor
 }
 

@@ -40,6 +40,9 @@ async fn operate(store: &Store, args: &[&str]) -> (bool, String, String) {
                     email,
                     password_hash: modelrouter::crypto::hash_password("operator-password-1")?,
                     role: modelrouter_domain::operator::OperatorRole::Admin,
+                    // As `admin create` gives it: one-time.
+                    temporary: true,
+                    expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(72)),
                 };
                 core.commands
                     .operators

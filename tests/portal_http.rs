@@ -619,6 +619,7 @@ async fn the_openapi_document_describes_every_portal_api() {
         ("GET", "/api/portal/dashboard"),
         ("GET", "/api/portal/keys"),
         ("GET", "/api/portal/keys/{id}"),
+        ("GET", "/api/portal/mail"),
         ("GET", "/api/portal/models"),
         ("GET", "/api/portal/receipts/verify"),
         ("GET", "/api/portal/recharge/orders"),
@@ -635,6 +636,8 @@ async fn the_openapi_document_describes_every_portal_api() {
         ("POST", "/api/portal/recharge/orders"),
         ("POST", "/api/portal/recharge/redeem"),
         ("POST", "/api/portal/signup"),
+        ("POST", "/api/portal/verify-email"),
+        ("POST", "/api/portal/verify-email/resend"),
     ];
     let expected: Vec<(String, String)> = expected
         .iter()

@@ -191,6 +191,8 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 password_hash: modelrouter::crypto::hash_password("agent password 1").unwrap(),
                 commission_bps: 1250,
                 referral_code: "AGENT-1".into(),
+                temporary: false,
+                expires_at: None,
             };
             core.commands
                 .agents
@@ -212,6 +214,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
             .unwrap()
             .to_string();
         let referred = common::visitor::Visitor { csrf, ..referred };
+        referred.verify_email().await;
         let (referred_key, _) = referred.create_key("k", json!({"kind": "auto"})).await;
         for i in 0..3 {
             let response = env
@@ -321,6 +324,7 @@ async fn the_tail_reads_every_event_once_in_a_stable_order_under_concurrent_writ
                         name: id.clone(),
                         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
                         referred_by: None,
+                        verification_required: false,
                     };
                     core.commands
                         .tenants

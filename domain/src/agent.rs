@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -23,9 +24,19 @@ pub enum AgentCommand {
         password_hash: String,
         commission_bps: u32,
         referral_code: String,
+        /// A one-time password (given in the console): changed at first sign-in, refused after
+        /// `expires_at`.
+        #[serde(default)]
+        temporary: bool,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
     },
     ChangePassword {
         password_hash: String,
+        #[serde(default)]
+        temporary: bool,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// The rate applies to usage settled from now on; accrued commission keeps its rate.
     SetCommission {
@@ -50,9 +61,19 @@ pub enum AgentEvent {
         password_hash: String,
         commission_bps: u32,
         referral_code: String,
+        /// A one-time password, to be replaced at the first sign-in.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        temporary: bool,
+        /// When the one-time password stops working.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     PasswordChanged {
         password_hash: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        temporary: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     CommissionChanged {
         commission_bps: u32,
@@ -145,6 +166,8 @@ impl Aggregate for Agent {
                 password_hash,
                 commission_bps,
                 referral_code,
+                temporary,
+                expires_at,
             } => {
                 if self.registered {
                     return Err(DomainError::AlreadyExists("agent"));
@@ -166,14 +189,24 @@ impl Aggregate for Agent {
                     password_hash,
                     commission_bps,
                     referral_code: normalize_referral_code(&referral_code)?,
+                    temporary,
+                    expires_at: expires_at.filter(|_| temporary),
                 }
             }
             _ if !self.registered => return Err(DomainError::NotFound("agent")),
-            AgentCommand::ChangePassword { password_hash } => {
+            AgentCommand::ChangePassword {
+                password_hash,
+                temporary,
+                expires_at,
+            } => {
                 if self.disabled {
                     return Err(DomainError::Disabled("agent"));
                 }
-                AgentEvent::PasswordChanged { password_hash }
+                AgentEvent::PasswordChanged {
+                    password_hash,
+                    temporary,
+                    expires_at: expires_at.filter(|_| temporary),
+                }
             }
             AgentCommand::SetCommission { commission_bps } => {
                 check_rate(commission_bps)?;
@@ -250,6 +283,8 @@ mod tests {
             password_hash: HASH.into(),
             commission_bps: 1000,
             referral_code: "ACME-10".into(),
+            temporary: false,
+            expires_at: None,
         }
     }
 
@@ -263,6 +298,8 @@ mod tests {
                 password_hash: HASH.into(),
                 commission_bps: 1000,
                 referral_code: "acme-10".into(),
+                temporary: false,
+                expires_at: None,
             })
             .then_expect_events(vec![registered()]);
     }

@@ -1,5 +1,6 @@
 //! Operator: a platform administrator. The first ones are created by `modelrouter admin create`.
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -46,9 +47,19 @@ pub enum OperatorCommand {
         email: String,
         password_hash: String,
         role: OperatorRole,
+        /// A one-time password (`admin create`): changed at first sign-in, refused after
+        /// `expires_at`.
+        #[serde(default)]
+        temporary: bool,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
     },
     ChangePassword {
         password_hash: String,
+        #[serde(default)]
+        temporary: bool,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
     },
     Disable,
 }
@@ -59,9 +70,19 @@ pub enum OperatorEvent {
         email: String,
         password_hash: String,
         role: OperatorRole,
+        /// A one-time password, to be replaced at the first sign-in.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        temporary: bool,
+        /// When the one-time password stops working.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     PasswordChanged {
         password_hash: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        temporary: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     Disabled,
 }
@@ -91,6 +112,8 @@ impl Aggregate for Operator {
                 email,
                 password_hash,
                 role,
+                temporary,
+                expires_at,
             } => {
                 if self.registered {
                     return Err(DomainError::AlreadyExists("operator"));
@@ -105,13 +128,21 @@ impl Aggregate for Operator {
                     email: normalize_email(&email)?,
                     password_hash,
                     role,
+                    temporary,
+                    expires_at: expires_at.filter(|_| temporary),
                 }
             }
             _ if !self.registered => return Err(DomainError::NotFound("operator")),
             _ if self.disabled => return Err(DomainError::Disabled("operator")),
-            OperatorCommand::ChangePassword { password_hash } => {
-                OperatorEvent::PasswordChanged { password_hash }
-            }
+            OperatorCommand::ChangePassword {
+                password_hash,
+                temporary,
+                expires_at,
+            } => OperatorEvent::PasswordChanged {
+                password_hash,
+                temporary,
+                expires_at: expires_at.filter(|_| temporary),
+            },
             OperatorCommand::Disable => OperatorEvent::Disabled,
         };
         sink.write(event, self).await;
@@ -139,6 +170,8 @@ mod tests {
             email: "ops@example.com".into(),
             password_hash: HASH.into(),
             role: OperatorRole::Admin,
+            temporary: false,
+            expires_at: None,
         }
     }
 
@@ -150,12 +183,16 @@ mod tests {
                 email: "OPS@example.com".into(),
                 password_hash: HASH.into(),
                 role: OperatorRole::Admin,
+                temporary: false,
+                expires_at: None,
             })
             .then_expect_events(vec![registered()]);
         TestFramework::<Operator>::with(())
             .given(vec![registered(), OperatorEvent::Disabled])
             .when(OperatorCommand::ChangePassword {
                 password_hash: HASH.into(),
+                temporary: false,
+                expires_at: None,
             })
             .then_expect_error(DomainError::Disabled("operator"));
     }
@@ -168,6 +205,8 @@ mod tests {
                 email: "x@example.com".into(),
                 password_hash: HASH.into(),
                 role: OperatorRole::Support,
+                temporary: false,
+                expires_at: None,
             })
             .then_expect_error(DomainError::AlreadyExists("operator"));
     }

@@ -2,6 +2,7 @@
 //! Email uniqueness across tenants is enforced by the store's reservation table in the same
 //! transaction as `Registered`; the aggregate checks what it can see on its own.
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -17,13 +18,23 @@ pub enum TenantCommand {
         /// The agent whose referral brought the tenant, if any.
         #[serde(default)]
         referred_by: Option<String>,
+        /// Signed up in the portal: the email is to be verified, and the trial credit waits
+        /// for it.
+        #[serde(default)]
+        verification_required: bool,
     },
     ChangePassword {
         password_hash: String,
         /// Set by an operator's reset: the tenant must choose its own before using the portal.
         #[serde(default)]
         temporary: bool,
+        /// When a temporary password stops working.
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
     },
+    /// The tenant followed the verification link mailed to its email. Verifying twice records
+    /// nothing new.
+    VerifyEmail,
     Rename {
         name: String,
     },
@@ -46,12 +57,23 @@ pub enum TenantEvent {
         /// The referring agent's id: attribution is part of the registration itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         referred_by: Option<String>,
+        /// Signed up in the portal: the trial credit waits until the email is verified.
+        /// (Tenants registered before verification existed, and imported ones, have none.)
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verification_required: bool,
     },
     PasswordChanged {
         password_hash: String,
         /// A one-time password from an operator's reset, to be replaced at the next sign-in.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         temporary: bool,
+        /// When the one-time password stops working (none before one-time passwords expired).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// The tenant proved it reads mail at its email (it followed the link mailed there).
+    EmailVerified {
+        email: String,
     },
     Renamed {
         name: String,
@@ -84,6 +106,8 @@ pub struct Tenant {
     status: TenantStatus,
     #[serde(default)]
     plan: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
 }
 
 /// Checks a plan name: 1 to 40 lower-case letters, digits, dashes or underscores.
@@ -163,6 +187,7 @@ impl Aggregate for Tenant {
                 name,
                 password_hash,
                 referred_by,
+                verification_required,
             } => {
                 if self.registered {
                     return Err(DomainError::AlreadyExists("tenant"));
@@ -175,16 +200,27 @@ impl Aggregate for Tenant {
                     name: name.trim().to_string(),
                     password_hash,
                     referred_by,
+                    verification_required,
                 }
             }
             TenantCommand::ChangePassword {
                 password_hash,
                 temporary,
+                expires_at,
             } => {
                 check_hash(&password_hash)?;
                 TenantEvent::PasswordChanged {
                     password_hash,
                     temporary,
+                    expires_at: expires_at.filter(|_| temporary),
+                }
+            }
+            TenantCommand::VerifyEmail => {
+                if self.email_verified {
+                    return Ok(());
+                }
+                TenantEvent::EmailVerified {
+                    email: self.email.clone(),
                 }
             }
             TenantCommand::Rename { name } => {
@@ -228,6 +264,7 @@ impl Aggregate for Tenant {
                 self.name = name;
             }
             TenantEvent::PasswordChanged { .. } => {}
+            TenantEvent::EmailVerified { .. } => self.email_verified = true,
             TenantEvent::Renamed { name } => self.name = name,
             TenantEvent::Suspended { .. } => self.status = TenantStatus::Suspended,
             TenantEvent::Reactivated => self.status = TenantStatus::Active,
@@ -250,6 +287,7 @@ mod tests {
             name: "Acme".into(),
             password_hash: HASH.into(),
             referred_by: None,
+            verification_required: false,
         }
     }
 
@@ -262,6 +300,7 @@ mod tests {
                 name: "Acme".into(),
                 password_hash: HASH.into(),
                 referred_by: None,
+                verification_required: false,
             })
             .then_expect_events(vec![registered()]);
     }
@@ -275,6 +314,7 @@ mod tests {
                 name: "B".into(),
                 password_hash: HASH.into(),
                 referred_by: None,
+                verification_required: false,
             })
             .then_expect_error(DomainError::AlreadyExists("tenant"));
     }
@@ -288,6 +328,7 @@ mod tests {
                 name: "Acme".into(),
                 password_hash: HASH.into(),
                 referred_by: None,
+                verification_required: false,
             })
             .then_expect_error_message("invalid email: is not an email address");
         Given::with(())
@@ -297,6 +338,7 @@ mod tests {
                 name: "Acme".into(),
                 password_hash: "hunter2".into(),
                 referred_by: None,
+                verification_required: false,
             })
             .then_expect_error_message("invalid password_hash: must be an argon2id PHC string");
     }
@@ -323,6 +365,42 @@ mod tests {
             ])
             .when(TenantCommand::Reactivate)
             .then_expect_events(vec![TenantEvent::Reactivated]);
+    }
+
+    #[test]
+    fn an_email_is_verified_once_however_often_the_link_is_followed() {
+        Given::with(())
+            .given(vec![registered()])
+            .when(TenantCommand::VerifyEmail)
+            .then_expect_events(vec![TenantEvent::EmailVerified {
+                email: "a@example.com".into(),
+            }]);
+        Given::with(())
+            .given(vec![
+                registered(),
+                TenantEvent::EmailVerified {
+                    email: "a@example.com".into(),
+                },
+            ])
+            .when(TenantCommand::VerifyEmail)
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn only_a_temporary_password_expires() {
+        let at = DateTime::from_timestamp(1_900_000_000, 0);
+        Given::with(())
+            .given(vec![registered()])
+            .when(TenantCommand::ChangePassword {
+                password_hash: HASH.into(),
+                temporary: false,
+                expires_at: at,
+            })
+            .then_expect_events(vec![TenantEvent::PasswordChanged {
+                password_hash: HASH.into(),
+                temporary: false,
+                expires_at: None,
+            }]);
     }
 
     #[test]

@@ -43,11 +43,33 @@ pub struct TenantEntry {
     pub status: TenantStatus,
     pub password_hash: String,
     /// The password is an operator's one-time reset: the portal asks for a new one first.
-    pub password_temporary: bool,
+    pub one_time_password: Option<OneTimePassword>,
     /// The agent who referred the tenant, if one did.
     pub agent_id: Option<String>,
     pub plan: String,
     pub registered_at: DateTime<Utc>,
+    /// Signed up in the portal and has not yet followed the link mailed to its email: the trial
+    /// credit waits for it.
+    pub email_unverified: bool,
+}
+
+/// A password that someone else gave (an operator, the CLI): its holder must choose their own at
+/// the first sign-in, and it stops working at `expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneTimePassword {
+    /// None for one-time passwords given before they expired.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl OneTimePassword {
+    /// The one-time password a `temporary` flag and expiry of an event describe, if any.
+    pub fn of(temporary: bool, expires_at: Option<DateTime<Utc>>) -> Option<OneTimePassword> {
+        temporary.then_some(OneTimePassword { expires_at })
+    }
+
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// A platform operator (admin console login).
@@ -56,6 +78,7 @@ pub struct OperatorEntry {
     pub email: String,
     pub role: OperatorRole,
     pub password_hash: String,
+    pub one_time_password: Option<OneTimePassword>,
     pub disabled: bool,
 }
 
@@ -65,6 +88,7 @@ pub struct AgentEntry {
     pub email: String,
     pub name: String,
     pub password_hash: String,
+    pub one_time_password: Option<OneTimePassword>,
     pub commission_bps: u32,
     pub referral_code: String,
     pub disabled: bool,
@@ -295,6 +319,7 @@ impl LiveView {
                 name,
                 password_hash,
                 referred_by,
+                verification_required,
             } => {
                 self.tenants.insert(
                     id.to_string(),
@@ -303,10 +328,11 @@ impl LiveView {
                         name,
                         status: TenantStatus::Active,
                         password_hash,
-                        password_temporary: false,
+                        one_time_password: None,
                         agent_id: referred_by,
                         plan: DEFAULT_PLAN.to_string(),
                         registered_at: recorded_at,
+                        email_unverified: verification_required,
                     },
                 );
             }
@@ -318,10 +344,12 @@ impl LiveView {
                     TenantEvent::PasswordChanged {
                         password_hash,
                         temporary,
+                        expires_at,
                     } => {
                         tenant.password_hash = password_hash;
-                        tenant.password_temporary = temporary;
+                        tenant.one_time_password = OneTimePassword::of(temporary, expires_at);
                     }
+                    TenantEvent::EmailVerified { .. } => tenant.email_unverified = false,
                     TenantEvent::Renamed { name } => tenant.name = name,
                     TenantEvent::Suspended { .. } => tenant.status = TenantStatus::Suspended,
                     TenantEvent::Reactivated => tenant.status = TenantStatus::Active,
@@ -337,12 +365,15 @@ impl LiveView {
             email,
             password_hash,
             role,
+            temporary,
+            expires_at,
         } = event
         {
             let entry = OperatorEntry {
                 email,
                 role,
                 password_hash,
+                one_time_password: OneTimePassword::of(temporary, expires_at),
                 disabled: false,
             };
             self.operators.insert(id.to_string(), entry);
@@ -352,8 +383,13 @@ impl LiveView {
             return;
         };
         match event {
-            OperatorEvent::PasswordChanged { password_hash } => {
-                operator.password_hash = password_hash
+            OperatorEvent::PasswordChanged {
+                password_hash,
+                temporary,
+                expires_at,
+            } => {
+                operator.password_hash = password_hash;
+                operator.one_time_password = OneTimePassword::of(temporary, expires_at);
             }
             OperatorEvent::Disabled => operator.disabled = true,
             OperatorEvent::Registered { .. } => {}
@@ -367,12 +403,15 @@ impl LiveView {
             password_hash,
             commission_bps,
             referral_code,
+            temporary,
+            expires_at,
         } = event
         {
             let entry = AgentEntry {
                 email,
                 name,
                 password_hash,
+                one_time_password: OneTimePassword::of(temporary, expires_at),
                 commission_bps,
                 referral_code,
                 disabled: false,
@@ -385,7 +424,14 @@ impl LiveView {
             return;
         };
         match event {
-            AgentEvent::PasswordChanged { password_hash } => agent.password_hash = password_hash,
+            AgentEvent::PasswordChanged {
+                password_hash,
+                temporary,
+                expires_at,
+            } => {
+                agent.password_hash = password_hash;
+                agent.one_time_password = OneTimePassword::of(temporary, expires_at);
+            }
             AgentEvent::CommissionChanged { commission_bps } => {
                 agent.commission_bps = commission_bps
             }

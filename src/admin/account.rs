@@ -2,17 +2,19 @@
 //!
 //! Sign-in shares the tenant portal's rules (`portal::account::verify_login`): the same lockout
 //! per email and per client address — counted separately for operators — and the same timing
-//! for known and unknown emails. Operators are created by `modelrouter admin create`.
+//! for known and unknown emails. Operators are created by `modelrouter admin create` with a
+//! one-time password, which they replace on their account page at the first sign-in.
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use axum_extra::extract::cookie::CookieJar;
 use modelrouter_domain::aggregate_types as types;
+use modelrouter_domain::operator::OperatorCommand;
 use modelrouter_domain::tenant::TenantStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,7 +22,10 @@ use utoipa::ToSchema;
 use super::session::SignedInOperator;
 use crate::gateway::{AppState, Caller, RequestId};
 use crate::portal::account::{start_session, verify_login, CsrfForm, LoginSubject};
-use crate::portal::login::{site_login_page, site_login_submit, LoginForm, NextQuery};
+use crate::portal::login::{
+    account_notice, change_own_password, site_login_page, site_login_submit, LoginForm, NextQuery,
+    NoticeQuery, OwnPassword, MIN_PASSWORD,
+};
 use crate::portal::session;
 use crate::portal::{render, Chrome, PortalError, Site};
 use crate::store::sessions::{self as store_sessions, Realm};
@@ -50,6 +55,7 @@ async fn sign_in(
             .map(|operator| LoginSubject {
                 id: id.clone(),
                 password_hash: operator.password_hash.clone(),
+                one_time_password: operator.one_time_password,
             }))
     };
     verify_login(state, Realm::Operator, email, password, request, find).await
@@ -88,6 +94,111 @@ pub async fn logout_submit(
 ) -> Result<Response, PortalError> {
     operator.verify_csrf(&form.csrf)?;
     crate::portal::login::sign_out(&state, jar, Site::Admin, operator.token()).await
+}
+
+#[derive(Template)]
+#[template(path = "admin/account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    role: &'static str,
+    error: Option<String>,
+    notice: Option<&'static str>,
+    min_password: usize,
+}
+
+/// The operator's own account: who they are, and the password form.
+pub async fn account_page(
+    operator: SignedInOperator,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, PortalError> {
+    let page = AccountPage {
+        chrome: operator.chrome("account"),
+        role: role_name(operator.role),
+        error: None,
+        notice: account_notice(query.notice.as_deref()),
+        min_password: MIN_PASSWORD,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+/// Changes the operator's own password after checking the current one; ends their other
+/// sessions.
+async fn change_password(
+    state: &AppState,
+    operator: &SignedInOperator,
+    request: &RequestId,
+    current: &str,
+    new: &str,
+) -> Result<(), PortalError> {
+    let id = operator.handle.id();
+    let password_hash = state
+        .live
+        .view()
+        .operators
+        .get(id)
+        .map(|o| o.password_hash.clone())
+        .ok_or(PortalError::SignedOut)?;
+    let who = OwnPassword {
+        realm: Realm::Operator,
+        subject_id: id,
+        email: &operator.email,
+        password_hash,
+        session_token: operator.token(),
+    };
+    change_own_password(state, who, current, new, |password_hash| async move {
+        let change = OperatorCommand::ChangePassword {
+            password_hash,
+            temporary: false,
+            expires_at: None,
+        };
+        let metadata = operator.handle.metadata(request);
+        state
+            .commands
+            .operators
+            .execute(id, change, &metadata)
+            .await?;
+        state.live.include(&state.db, types::OPERATOR, id).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn password_submit(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    operator: SignedInOperator,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, PortalError> {
+    operator.verify_csrf(&form.csrf)?;
+    let changed = change_password(
+        &state,
+        &operator,
+        &request,
+        &form.current_password,
+        &form.new_password,
+    )
+    .await;
+    match changed {
+        Ok(()) => Ok(Redirect::to("/admin/account?notice=password_changed").into_response()),
+        Err(error @ (PortalError::Invalid { .. } | PortalError::Locked(_))) => {
+            let page = AccountPage {
+                chrome: operator.chrome("account"),
+                role: role_name(operator.role),
+                error: Some(error.to_string()),
+                notice: None,
+                min_password: MIN_PASSWORD,
+            };
+            Ok((error.status(), render(&page)?).into_response())
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// The console's figures at a glance, from the live view.
@@ -216,6 +327,33 @@ pub async fn api_logout(
     store_sessions::end_session(&state.db, operator.token()).await?;
     let jar = session::clear_session(jar, Realm::Operator);
     Ok((StatusCode::NO_CONTENT, jar).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/password", tag = "admin", request_body = PasswordChange,
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 204, description = "Changed; the operator's other sessions ended"),
+        (status = 422, description = "Wrong current password or a weak new one")))]
+pub async fn api_password(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    super::session::AdminWriter(operator): super::session::AdminWriter,
+    Json(body): Json<PasswordChange>,
+) -> Result<StatusCode, PortalError> {
+    change_password(
+        &state,
+        &operator,
+        &request,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/admin/overview", tag = "admin",

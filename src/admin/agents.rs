@@ -24,6 +24,7 @@ use super::session::SignedInOperator;
 use crate::crypto::{generate_password, hash_password};
 use crate::gateway::{AppState, Caller, RequestId};
 use crate::portal::format::{money, percent_bps};
+use crate::portal::login::one_time_expiry;
 use crate::portal::recharge::parse_amount;
 use crate::portal::{render, Chrome, PortalError};
 use crate::store::sessions::{self as store_sessions, Realm};
@@ -203,6 +204,8 @@ pub(super) async fn create(
         password_hash,
         commission_bps: new.commission_bps,
         referral_code: code.clone(),
+        temporary: true,
+        expires_at: Some(one_time_expiry(state)),
     };
     let metadata = operator.handle.metadata(request);
     if let Err(error) = state
@@ -270,7 +273,8 @@ pub(super) async fn set_enabled(
     Ok(())
 }
 
-/// Gives the agent a new one-time password and ends its sessions.
+/// Gives the agent a new one-time password (to be changed at its first sign-in, refused after
+/// `MODELROUTER_ONE_TIME_PASSWORD_HOURS`), ends its sessions and clears its sign-in lockout.
 pub(super) async fn reset_password(
     state: &AppState,
     operator: &SignedInOperator,
@@ -284,10 +288,17 @@ pub(super) async fn reset_password(
         operator,
         request,
         id,
-        AgentCommand::ChangePassword { password_hash },
+        AgentCommand::ChangePassword {
+            password_hash,
+            temporary: true,
+            expires_at: Some(one_time_expiry(state)),
+        },
     )
     .await?;
     store_sessions::end_subject_sessions(&state.db, Realm::Agent, id, None).await?;
+    // A locked-out agent can use its new password at once.
+    let email = agent_entry(state, id)?.email;
+    store_sessions::clear_failures(&state.db, &format!("agent:email:{email}")).await?;
     Ok(password)
 }
 

@@ -45,20 +45,48 @@ use utoipa::OpenApi;
 pub use account::role_name;
 pub use session::{OperatorHandle, SignedInOperator};
 
+use chrono::{DateTime, Utc};
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::operator::{OperatorCommand, OperatorRole};
 
 use crate::gateway::AppState;
 use crate::portal::error;
-use crate::store::{release_email, reserve_email, Commands, LoginKind};
+use crate::store::sessions::{self, Realm};
+use crate::store::{email_owner, release_email, reserve_email, Commands, LoginKind};
 
-/// Registers an operator who signs in with `password` (`modelrouter admin create`); returns the
+/// Registers an operator who signs in with `password`, a password of their own; returns the
 /// operator's id. The email is reserved first, so it names one login of any kind.
 pub async fn create_operator(
     commands: &Commands,
     email: &str,
     role: OperatorRole,
     password: &str,
+    actor: &Actor,
+) -> anyhow::Result<String> {
+    register_operator(commands, email, role, password, None, actor).await
+}
+
+/// Registers an operator with a new one-time password (`modelrouter admin create`): they must
+/// choose their own at the first sign-in, and it stops working at `expires_at`. Returns the
+/// operator's id and the password, which is shown once and stored only as its hash.
+pub async fn create_operator_with_one_time_password(
+    commands: &Commands,
+    email: &str,
+    role: OperatorRole,
+    expires_at: DateTime<Utc>,
+    actor: &Actor,
+) -> anyhow::Result<(String, String)> {
+    let password = crate::crypto::generate_password();
+    let id = register_operator(commands, email, role, &password, Some(expires_at), actor).await?;
+    Ok((id, password))
+}
+
+async fn register_operator(
+    commands: &Commands,
+    email: &str,
+    role: OperatorRole,
+    password: &str,
+    one_time_until: Option<DateTime<Utc>>,
     actor: &Actor,
 ) -> anyhow::Result<String> {
     let email = modelrouter_domain::tenant::normalize_email(email)?;
@@ -70,6 +98,8 @@ pub async fn create_operator(
         email: email.clone(),
         password_hash: crate::crypto::hash_password(password)?,
         role,
+        temporary: one_time_until.is_some(),
+        expires_at: one_time_until,
     };
     if let Err(error) = commands
         .operators
@@ -80,6 +110,34 @@ pub async fn create_operator(
         return Err(error.into());
     }
     Ok(id)
+}
+
+/// Gives an operator a new one-time password (`modelrouter admin reset-password`), to be changed
+/// at the next sign-in and refused after `expires_at`; ends their sessions and clears their
+/// sign-in lockout. Returns the password, shown once.
+pub async fn reset_operator_password(
+    commands: &Commands,
+    email: &str,
+    expires_at: DateTime<Utc>,
+    actor: &Actor,
+) -> anyhow::Result<String> {
+    let email = modelrouter_domain::tenant::normalize_email(email)?;
+    let Some(id) = email_owner(&commands.db, &email, LoginKind::Operator).await? else {
+        anyhow::bail!("no operator signs in as {email}");
+    };
+    let password = crate::crypto::generate_password();
+    let change = OperatorCommand::ChangePassword {
+        password_hash: crate::crypto::hash_password(&password)?,
+        temporary: true,
+        expires_at: Some(expires_at),
+    };
+    commands
+        .operators
+        .execute(&id, change, &Metadata::new(actor))
+        .await?;
+    sessions::end_subject_sessions(&commands.db, Realm::Operator, &id, None).await?;
+    sessions::clear_failures(&commands.db, &format!("operator:email:{email}")).await?;
+    Ok(password)
 }
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -103,7 +161,9 @@ fn pages() -> Router<Arc<AppState>> {
             "/admin/login",
             get(account::login_page).post(account::login_submit),
         )
-        .route("/admin/logout", post(account::logout_submit));
+        .route("/admin/logout", post(account::logout_submit))
+        .route("/admin/account", get(account::account_page))
+        .route("/admin/account/password", post(account::password_submit));
 
     // Providers and health.
     let pages = pages.merge(providers::pages()).merge(health::pages());
@@ -130,6 +190,7 @@ fn api() -> Router<Arc<AppState>> {
         .route("/api/admin/login", post(account::api_login))
         .route("/api/admin/logout", post(account::api_logout))
         .route("/api/admin/session", get(account::api_session))
+        .route("/api/admin/password", post(account::api_password))
         .route("/api/admin/overview", get(account::api_overview));
 
     // Providers and health.
@@ -156,6 +217,7 @@ fn api() -> Router<Arc<AppState>> {
         account::api_login,
         account::api_logout,
         account::api_session,
+        account::api_password,
         account::api_overview,
     ),
     tags((name = "admin", description = "Operations console: operators' sign-in and overview")),

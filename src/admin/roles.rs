@@ -22,7 +22,8 @@ pub fn duty_of(path: &str) -> Option<Duty> {
         }
         ("tenants", _) => Some(Duty::Accounts),
         ("providers" | "models" | "routes" | "agents", _) => Some(Duty::Platform),
-        ("logout" | "login", _) => None,
+        // Every operator signs out and changes their own password.
+        ("logout" | "login" | "password", _) | ("account", "") => None,
         // Anything new is the admins' until it is given to a role here.
         _ => Some(Duty::Platform),
     }
@@ -72,6 +73,8 @@ mod tests {
             ("/api/admin/tenants/t1/password", Some(Duty::Accounts)),
             ("/admin/logout", None),
             ("/api/admin/logout", None),
+            ("/admin/account/password", None),
+            ("/api/admin/password", None),
             ("/admin/something-new", Some(Duty::Platform)),
         ] {
             assert_eq!(duty_of(path), duty, "{path}");

@@ -15,8 +15,10 @@ use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::operator::OperatorRole;
 
 use crate::gateway::{AppState, RequestId};
-use crate::portal::session::{check_csrf, current_session, sent_csrf, signed_in_or_none};
-use crate::portal::{Chrome, PortalError};
+use crate::portal::session::{
+    check_csrf, current_session, require_own_password, sent_csrf, signed_in_or_none,
+};
+use crate::portal::{Chrome, PortalError, Site};
 use crate::store::sessions::{self, Realm};
 
 /// Proof that a request acts for a signed-in, enabled operator: only [`SignedInOperator`]'s
@@ -99,6 +101,7 @@ impl FromRequestParts<Arc<AppState>> for SignedInOperator {
             sessions::end_session(&state.db, &token).await?;
             return Err(PortalError::SignedOut);
         }
+        require_own_password(Site::Admin, operator.one_time_password, parts)?;
         super::roles::check(operator.role, &parts.method, parts.uri.path())?;
         Ok(SignedInOperator {
             handle: OperatorHandle { operator_id: id },

@@ -158,6 +158,7 @@ async fn reset_password(
     let change = TenantCommand::ChangePassword {
         password_hash,
         temporary: true,
+        expires_at: Some(crate::portal::login::one_time_expiry(state)),
     };
     state.commands.tenants.execute(id, change, metadata).await?;
     state.live.include(&state.db, TENANT, id).await?;

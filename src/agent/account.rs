@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::session::{AgentWriter, SignedInAgent};
-use crate::crypto::{hash_password, verify_password};
 use crate::gateway::{AppState, Caller, RequestId};
-use crate::portal::account::{
-    check_password, start_session, verify_login, CsrfForm, LoginSubject, MIN_PASSWORD,
+use crate::portal::account::{start_session, verify_login, CsrfForm, LoginSubject, MIN_PASSWORD};
+use crate::portal::login::{
+    account_notice, change_own_password, site_login_page, site_login_submit, LoginForm, NextQuery,
+    NoticeQuery, OwnPassword,
 };
-use crate::portal::login::{site_login_page, site_login_submit, LoginForm, NextQuery};
 use crate::portal::session;
 use crate::portal::{render, Chrome, PortalError, Site};
 use crate::store::sessions::{self as store_sessions, Realm};
@@ -48,6 +48,7 @@ async fn sign_in(
             .map(|agent| LoginSubject {
                 id: id.clone(),
                 password_hash: agent.password_hash.clone(),
+                one_time_password: agent.one_time_password,
             }))
     };
     verify_login(state, Realm::Agent, email, password, request, find).await
@@ -94,14 +95,19 @@ struct AccountPage {
     chrome: Chrome,
     name: String,
     error: Option<String>,
+    notice: Option<&'static str>,
     min_password: usize,
 }
 
-pub async fn account_page(agent: SignedInAgent) -> Result<Response, PortalError> {
+pub async fn account_page(
+    agent: SignedInAgent,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, PortalError> {
     let page = AccountPage {
         chrome: agent.chrome("account"),
         name: agent.name.clone(),
         error: None,
+        notice: account_notice(query.notice.as_deref()),
         min_password: MIN_PASSWORD,
     };
     Ok(render(&page)?.into_response())
@@ -115,42 +121,33 @@ async fn change_password(
     new: &str,
     request: &RequestId,
 ) -> Result<(), PortalError> {
-    let hash = state
+    let id = agent.scope.agent_id();
+    let password_hash = state
         .live
         .view()
         .agents
-        .get(agent.scope.agent_id())
+        .get(id)
         .map(|a| a.password_hash.clone())
         .ok_or(PortalError::SignedOut)?;
-    let current = current.to_string();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
-        .await
-        .unwrap_or(false);
-    if !matches {
-        return Err(PortalError::invalid(
-            "current_password",
-            "The current password is not right.",
-        ));
-    }
-    check_password(new, &agent.email)?;
-    let new = new.to_string();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&new))
-        .await
-        .map_err(PortalError::internal)?
-        .map_err(PortalError::internal)?;
-    let id = agent.scope.agent_id();
-    state
-        .commands
-        .agents
-        .execute(
-            id,
-            AgentCommand::ChangePassword { password_hash },
-            &agent.scope.metadata(request),
-        )
-        .await?;
-    store_sessions::end_subject_sessions(&state.db, Realm::Agent, id, Some(agent.token())).await?;
-    state.live.include(&state.db, types::AGENT, id).await?;
-    Ok(())
+    let who = OwnPassword {
+        realm: Realm::Agent,
+        subject_id: id,
+        email: &agent.email,
+        password_hash,
+        session_token: agent.token(),
+    };
+    change_own_password(state, who, current, new, |password_hash| async move {
+        let change = AgentCommand::ChangePassword {
+            password_hash,
+            temporary: false,
+            expires_at: None,
+        };
+        let metadata = agent.scope.metadata(request);
+        state.commands.agents.execute(id, change, &metadata).await?;
+        state.live.include(&state.db, types::AGENT, id).await?;
+        Ok(())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -177,11 +174,12 @@ pub async fn password_submit(
     .await
     {
         Ok(()) => Ok(Redirect::to("/agent?notice=password_changed").into_response()),
-        Err(error @ PortalError::Invalid { .. }) => {
+        Err(error @ (PortalError::Invalid { .. } | PortalError::Locked(_))) => {
             let page = AccountPage {
                 chrome: agent.chrome("account"),
                 name: agent.name.clone(),
                 error: Some(error.to_string()),
+                notice: None,
                 min_password: MIN_PASSWORD,
             };
             Ok((error.status(), render(&page)?).into_response())

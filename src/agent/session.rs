@@ -17,8 +17,10 @@ use modelrouter_projections::sql::commissions::{self, MonthRow, ReferredTenant, 
 use modelrouter_projections::Db;
 
 use crate::gateway::{AppState, RequestId};
-use crate::portal::session::{check_csrf, current_session, sent_csrf, signed_in_or_none};
-use crate::portal::{Chrome, PortalError};
+use crate::portal::session::{
+    check_csrf, current_session, require_own_password, sent_csrf, signed_in_or_none,
+};
+use crate::portal::{Chrome, PortalError, Site};
 use crate::store::sessions::{self, Realm};
 
 /// Proof that a request acts for one signed-in agent, and the only way to its data.
@@ -109,6 +111,7 @@ impl FromRequestParts<Arc<AppState>> for SignedInAgent {
             sessions::end_session(&state.db, &token).await?;
             return Err(PortalError::Suspended);
         }
+        require_own_password(Site::Agent, agent.one_time_password, parts)?;
         Ok(SignedInAgent {
             scope: AgentScope { agent_id: id },
             email: agent.email,

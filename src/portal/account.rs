@@ -1,5 +1,6 @@
-//! Who the tenant is: sign-up, sign-in (with lockout, `login.rs`), sign-out and password
-//! change — as pages and as JSON.
+//! Who the tenant is: sign-up (limited per client address; the email verified by a mailed link,
+//! `verification.rs`), sign-in (with lockout, `login.rs`), sign-out and password change — as
+//! pages and as JSON.
 
 use std::sync::Arc;
 
@@ -10,7 +11,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use axum_extra::extract::cookie::CookieJar;
 use chrono::Utc;
-use modelrouter_domain::account::{AccountCommand, CreditKind, CreditSource};
 use modelrouter_domain::aggregate_types as types;
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::tenant::{normalize_email, TenantCommand, TenantStatus};
@@ -23,8 +23,8 @@ use crate::gateway::{AppState, Caller, RequestId};
 use crate::store::sessions::{self as store_sessions, Realm};
 use crate::store::{release_email, reserve_email, LoginKind};
 
+use super::login::{change_own_password, hash, OwnPassword};
 pub use super::login::{check_password, start_session, verify_login, LoginSubject, MIN_PASSWORD};
-use super::login::{email_rule, hash, verify};
 
 fn meta(actor: Actor, request: &RequestId) -> Metadata {
     let metadata = Metadata::new(&actor).request_id(&request.id);
@@ -41,32 +41,40 @@ pub fn tenant_meta(signed_in: &SignedIn, request: &RequestId) -> Metadata {
     )
 }
 
-/// Registers a tenant (referred by the agent whose code is given, if any), credits the sign-up
-/// credit, and makes the new tenant visible here.
+/// What a sign-up form or call gives.
+struct NewTenant<'a> {
+    name: &'a str,
+    email: &'a str,
+    password: &'a str,
+    referral_code: &'a str,
+}
+
+/// Registers a tenant (referred by the agent whose code is given, if any), within the sign-ups
+/// allowed from the client's address, makes it visible here, and mails it the link that
+/// verifies its email — which the sign-up credit waits for (`verification.rs`).
 async fn sign_up(
     state: &AppState,
-    name: &str,
-    email: &str,
-    password: &str,
-    referral_code: &str,
+    caller: &Caller,
+    new: NewTenant<'_>,
     request: &RequestId,
 ) -> Result<String, PortalError> {
-    let referred_by = match referral_code.trim() {
+    let referred_by = match new.referral_code.trim() {
         "" => None,
         code => Some(super::referral::resolve(state, code).await?.0),
     };
-    let email = normalize_email(email)
+    let email = normalize_email(new.email)
         .map_err(|_| PortalError::invalid("email", "Enter a valid email address."))?;
-    let name = if name.trim().is_empty() {
+    let name = if new.name.trim().is_empty() {
         email.split('@').next().unwrap_or("").to_string()
     } else {
-        name.trim().to_string()
+        new.name.trim().to_string()
     };
     if name.chars().count() > 200 {
         return Err(PortalError::invalid("name", "Use at most 200 characters."));
     }
-    check_password(password, &email)?;
-    let password_hash = hash(password.to_string()).await?;
+    check_password(new.password, &email)?;
+    count_sign_up(state, request).await?;
+    let password_hash = hash(new.password.to_string()).await?;
     let tenant_id = uuid::Uuid::new_v4().to_string();
     // The reservation is the uniqueness check: of two simultaneous sign-ups, one inserts it.
     if !reserve_email(&state.db, &email, LoginKind::Tenant, &tenant_id).await? {
@@ -77,6 +85,7 @@ async fn sign_up(
         name,
         password_hash,
         referred_by,
+        verification_required: true,
     };
     let metadata = meta(Actor::Tenant(tenant_id.clone()), request);
     if let Err(error) = state
@@ -88,26 +97,33 @@ async fn sign_up(
         release_email(&state.db, &email, &tenant_id).await?;
         return Err(error.into());
     }
-    let mut newest = types::TENANT;
-    if state.settings.signup_credit.is_positive() {
-        let credit = AccountCommand::Credit {
-            amount: state.settings.signup_credit,
-            source: CreditSource {
-                kind: CreditKind::Signup,
-                reference: tenant_id.clone(),
-            },
-        };
-        state
-            .commands
-            .accounts
-            .execute(&tenant_id, credit, &metadata)
-            .await?;
-        newest = types::ACCOUNT;
-    }
-    // The dashboard it lands on shows the tenant and its credited balance.
-    state.live.include(&state.db, newest, &tenant_id).await?;
-    state.live.refresh(&state.db).await?;
+    // The dashboard it lands on shows the tenant.
+    state
+        .live
+        .include(&state.db, types::TENANT, &tenant_id)
+        .await?;
+    super::verification::after_sign_up(state, caller, &tenant_id, &email).await;
     Ok(tenant_id)
+}
+
+/// Counts a sign-up from the client's address; refuses it past `signups_per_address` within
+/// `signup_window`. A sign-up that then fails (the email is taken) still counts: trying emails
+/// is what the limit is for. Without a client address (no TCP peer) nothing is counted.
+async fn count_sign_up(state: &AppState, request: &RequestId) -> Result<(), PortalError> {
+    let limit = state.settings.signups_per_address;
+    let Some(ip) = request.client_ip.as_deref().filter(|_| limit > 0) else {
+        return Ok(());
+    };
+    let subject = format!("signup:ip:{ip}");
+    let window = state.settings.signup_window;
+    match store_sessions::count_within_limit(&state.db, &subject, Utc::now(), limit, window).await?
+    {
+        None => Ok(()),
+        Some(until) => Err(PortalError::Throttled {
+            what: "Too many accounts were created from your network recently.",
+            until,
+        }),
+    }
 }
 
 /// Checks a tenant's email and password; returns the tenant id.
@@ -136,6 +152,7 @@ async fn sign_in(
             Ok(view.tenants.get(&id).map(|tenant| LoginSubject {
                 id: id.clone(),
                 password_hash: tenant.password_hash.clone(),
+                one_time_password: tenant.one_time_password,
             }))
         },
     )
@@ -152,12 +169,9 @@ async fn sign_in(
     Ok(id)
 }
 
-/// Only same-site paths under the portal are followed after sign-in.
+/// Only the portal's own paths are followed after sign-in (the rule of every site).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with("/portal") && !path.starts_with("//") => path.to_string(),
-        _ => "/portal".to_string(),
-    }
+    super::login::safe_next(super::Site::Portal, next)
 }
 
 // ---- pages ----
@@ -260,22 +274,24 @@ pub async fn signup_submit(
             "The two passwords do not match.",
         ))
     } else {
-        sign_up(
-            &state,
-            &form.name,
-            &form.email,
-            &form.password,
-            &form.referral_code,
-            &request,
-        )
-        .await
+        let new = NewTenant {
+            name: &form.name,
+            email: &form.email,
+            password: &form.password,
+            referral_code: &form.referral_code,
+        };
+        sign_up(&state, &caller, new, &request).await
     };
     match result {
         Ok(tenant_id) => {
             let (jar, _) = start_session(&state, &caller, jar, Realm::Tenant, &tenant_id).await?;
             Ok((jar, Redirect::to("/portal?notice=welcome")).into_response())
         }
-        Err(error @ (PortalError::Invalid { .. } | PortalError::EmailTaken)) => {
+        Err(
+            error @ (PortalError::Invalid { .. }
+            | PortalError::EmailTaken
+            | PortalError::Throttled { .. }),
+        ) => {
             let mut page = SignupPage::new(&state, form.csrf, form.referral_code);
             page.name = form.name;
             page.email = form.email;
@@ -336,7 +352,12 @@ pub async fn login_submit(
             let next = safe_next(form.next.as_deref());
             Ok((jar, Redirect::to(&next)).into_response())
         }
-        Err(error @ (PortalError::BadLogin | PortalError::Locked(_) | PortalError::Suspended)) => {
+        Err(
+            error @ (PortalError::BadLogin
+            | PortalError::Locked(_)
+            | PortalError::Suspended
+            | PortalError::OneTimePasswordExpired(_)),
+        ) => {
             let page = LoginPage {
                 csrf: form.csrf,
                 email: form.email,
@@ -425,51 +446,30 @@ async fn change_password(
         .tenant(&state.live.view())
         .cloned()
         .ok_or(PortalError::SignedOut)?;
-    let subject = format!("email:{}", tenant.email);
-    let now = Utc::now();
-    if let Some(until) = store_sessions::locked_until(&state.db, &subject, now).await? {
-        return Err(PortalError::Locked(until));
-    }
-    if !verify(current.to_string(), tenant.password_hash.clone()).await {
-        // Guessing through this form counts like guessing at sign-in.
-        store_sessions::record_failure(&state.db, &subject, now, &email_rule(state)).await?;
-        return Err(PortalError::invalid(
-            "current_password",
-            "Your current password is incorrect.",
-        ));
-    }
-    check_password(new, &tenant.email)?;
-    if new == current {
-        return Err(PortalError::invalid(
-            "new_password",
-            "Choose a password different from the current one.",
-        ));
-    }
-    let password_hash = hash(new.to_string()).await?;
-    state
-        .commands
-        .tenants
-        .execute(
-            signed_in.scope.tenant_id(),
-            TenantCommand::ChangePassword {
-                password_hash,
-                temporary: false,
-            },
-            &tenant_meta(signed_in, request),
-        )
-        .await?;
-    store_sessions::end_subject_sessions(
-        &state.db,
-        Realm::Tenant,
-        signed_in.scope.tenant_id(),
-        Some(signed_in.token()),
-    )
-    .await?;
-    state
-        .live
-        .include(&state.db, types::TENANT, signed_in.scope.tenant_id())
-        .await?;
-    Ok(())
+    let id = signed_in.scope.tenant_id();
+    let who = OwnPassword {
+        realm: Realm::Tenant,
+        subject_id: id,
+        email: &tenant.email,
+        password_hash: tenant.password_hash,
+        session_token: signed_in.token(),
+    };
+    change_own_password(state, who, current, new, |password_hash| async move {
+        let change = TenantCommand::ChangePassword {
+            password_hash,
+            temporary: false,
+            expires_at: None,
+        };
+        let metadata = tenant_meta(signed_in, request);
+        state
+            .commands
+            .tenants
+            .execute(id, change, &metadata)
+            .await?;
+        state.live.include(&state.db, types::TENANT, id).await?;
+        Ok(())
+    })
+    .await
 }
 
 pub async fn password_submit(
@@ -537,13 +537,17 @@ pub struct SessionInfo {
     email: String,
     name: String,
     csrf_token: String,
+    /// False until the tenant follows the link mailed at sign-up; the sign-up credit waits
+    /// for it.
+    email_verified: bool,
 }
 
 #[utoipa::path(post, path = "/api/portal/signup", tag = "account",
     request_body = SignupRequest,
     responses((status = 201, body = SessionInfo, description = "Signed up and signed in; the session cookie is set"),
               (status = 409, description = "The email already has an account"),
-              (status = 422, description = "Invalid email or password, with the field")))]
+              (status = 422, description = "Invalid email or password, with the field"),
+              (status = 429, description = "Too many sign-ups from this client address lately; see Retry-After")))]
 pub async fn api_signup(
     State(state): State<Arc<AppState>>,
     Extension(request): Extension<RequestId>,
@@ -551,15 +555,13 @@ pub async fn api_signup(
     jar: CookieJar,
     Json(body): Json<SignupRequest>,
 ) -> Result<Response, PortalError> {
-    let tenant_id = sign_up(
-        &state,
-        &body.name,
-        &body.email,
-        &body.password,
-        &body.referral_code,
-        &request,
-    )
-    .await?;
+    let new = NewTenant {
+        name: &body.name,
+        email: &body.email,
+        password: &body.password,
+        referral_code: &body.referral_code,
+    };
+    let tenant_id = sign_up(&state, &caller, new, &request).await?;
     let (jar, csrf) = start_session(&state, &caller, jar, Realm::Tenant, &tenant_id).await?;
     let info = session_info(&state, &tenant_id, csrf);
     Ok((StatusCode::CREATED, jar, Json(info)).into_response())
@@ -591,18 +593,21 @@ fn session_info(state: &AppState, tenant_id: &str, csrf: String) -> SessionInfo 
         email: tenant.map(|t| t.email.clone()).unwrap_or_default(),
         name: tenant.map(|t| t.name.clone()).unwrap_or_default(),
         csrf_token: csrf,
+        email_verified: tenant.is_some_and(|t| !t.email_unverified),
     }
 }
 
 #[utoipa::path(get, path = "/api/portal/session", tag = "account",
     responses((status = 200, body = SessionInfo), (status = 401, description = "Not signed in")))]
-pub async fn api_session(signed_in: SignedIn) -> Json<SessionInfo> {
-    Json(SessionInfo {
-        tenant_id: signed_in.scope.tenant_id().to_string(),
-        email: signed_in.email,
-        name: signed_in.name,
-        csrf_token: signed_in.csrf,
-    })
+pub async fn api_session(
+    State(state): State<Arc<AppState>>,
+    signed_in: SignedIn,
+) -> Json<SessionInfo> {
+    Json(session_info(
+        &state,
+        signed_in.scope.tenant_id(),
+        signed_in.csrf,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/portal/logout", tag = "account",

@@ -94,6 +94,8 @@ struct DashboardPage {
     chrome: Chrome,
     name: String,
     notice: Option<&'static str>,
+    /// The reminder to verify the email, while it waits.
+    verification: Option<super::verification::PendingVerification>,
     balance: String,
     currency: String,
     low_balance: bool,
@@ -158,8 +160,10 @@ pub async fn page(
         name: signed_in.name.clone(),
         notice: match query.notice.as_deref() {
             Some("welcome") => Some("Welcome! Create an API key to make your first call."),
+            Some("verification_sent") => Some("We sent you a new verification link."),
             _ => None,
         },
+        verification: super::verification::pending(&state, &signed_in).await?,
         balance: format::money(data.balance),
         low_balance: data.balance <= 0,
         currency: data.currency.clone(),

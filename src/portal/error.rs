@@ -39,14 +39,35 @@ pub enum PortalError {
     TooManyCodes(DateTime<Utc>),
     #[error("This account is suspended. Contact support to restore it.")]
     Suspended,
-    /// Signed in with an operator's one-time password: only choosing a new one is open.
+    /// Signed in with a one-time password someone gave: only choosing a new one is open.
     #[error("You signed in with a one-time password. Choose your own password to continue.")]
     PasswordChangeRequired,
+    /// The right one-time password, but past its expiry: whoever gave it can give a new one.
+    #[error("This one-time password has expired. {}", ask_for_a_new_one(*.0))]
+    OneTimePasswordExpired(Realm),
+    /// Too many of something from one client or account (sign-ups, verification emails) in a
+    /// while; `what` says what, in a sentence.
+    #[error("{what} Try again in {} minutes.", minutes_until(*.until))]
+    Throttled {
+        what: &'static str,
+        until: DateTime<Utc>,
+    },
     /// A signed-in operator whose role may not make this change.
     #[error("{0}")]
     NotPermitted(String),
     #[error("Something went wrong on our side. Please try again in a moment.")]
     Internal,
+}
+
+/// Who gives a new one-time password to someone of `realm`.
+fn ask_for_a_new_one(realm: Realm) -> &'static str {
+    match realm {
+        Realm::Tenant => "Ask support for a new one.",
+        Realm::Operator => {
+            "Ask an admin for a new one (modelrouter admin reset-password --email …)."
+        }
+        Realm::Agent => "Ask the platform's operators for a new one.",
+    }
 }
 
 fn minutes_until(at: DateTime<Utc>) -> i64 {
@@ -64,7 +85,9 @@ impl PortalError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            PortalError::SignedOut | PortalError::BadLogin => StatusCode::UNAUTHORIZED,
+            PortalError::SignedOut
+            | PortalError::BadLogin
+            | PortalError::OneTimePasswordExpired(_) => StatusCode::UNAUTHORIZED,
             PortalError::Csrf
             | PortalError::Suspended
             | PortalError::NotPermitted(_)
@@ -72,7 +95,9 @@ impl PortalError {
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PortalError::EmailTaken => StatusCode::CONFLICT,
-            PortalError::Locked(_) | PortalError::TooManyCodes(_) => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::Locked(_)
+            | PortalError::TooManyCodes(_)
+            | PortalError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             PortalError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +116,8 @@ impl PortalError {
             PortalError::Suspended => "suspended",
             PortalError::NotPermitted(_) => "not_permitted",
             PortalError::PasswordChangeRequired => "password_change_required",
+            PortalError::OneTimePasswordExpired(_) => "password_expired",
+            PortalError::Throttled { .. } => "rate_limited",
             PortalError::Internal => "internal",
         }
     }
@@ -98,7 +125,9 @@ impl PortalError {
     /// Seconds until a refused try may be made again, for `Retry-After`.
     pub fn retry_after(&self) -> Option<i64> {
         match self {
-            PortalError::Locked(until) | PortalError::TooManyCodes(until) => {
+            PortalError::Locked(until)
+            | PortalError::TooManyCodes(until)
+            | PortalError::Throttled { until, .. } => {
                 Some((*until - Utc::now()).num_seconds().max(1))
             }
             _ => None,
@@ -234,6 +263,20 @@ impl Site {
         }
     }
 
+    /// Where the site's JSON API lives.
+    pub fn api(self) -> &'static str {
+        match self {
+            Site::Portal => "/api/portal",
+            Site::Admin => "/api/admin",
+            Site::Agent => "/api/agent",
+        }
+    }
+
+    /// The form where someone signed in with a one-time password chooses their own.
+    pub fn choose_password_page(self) -> String {
+        format!("{}/account?notice=choose_password#password", self.home())
+    }
+
     fn home_label(self) -> &'static str {
         match self {
             Site::Portal => "Back to the dashboard",
@@ -295,7 +338,7 @@ pub async fn render_page_errors(request: Request, next: Next) -> Response {
         return Redirect::to(&target).into_response();
     }
     if rendered.code == "password_change_required" {
-        return Redirect::to("/portal/account?notice=choose_password#password").into_response();
+        return Redirect::to(&site.choose_password_page()).into_response();
     }
     let title = match rendered.status {
         StatusCode::NOT_FOUND => "Not found",

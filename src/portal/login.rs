@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 use askama::Template;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use modelrouter_domain::tenant::normalize_email;
+use modelrouter_projections::live::OneTimePassword;
 use serde::Deserialize;
 
 use super::{render, session, PortalError, Site};
@@ -77,14 +78,19 @@ fn decoy_hash() -> String {
         .clone()
 }
 
+/// The prefix of a realm's throttle subjects. Tenants' subjects keep their unprefixed names from
+/// before there were other realms.
+fn realm_prefix(realm: Realm) -> String {
+    match realm {
+        Realm::Tenant => String::new(),
+        other => format!("{}:", other.as_str()),
+    }
+}
+
 /// The throttle subjects of a sign-in: the email and the client address, each counted per
 /// realm, so an operator's failures never lock a tenant out (or the other way round).
 fn throttle_subjects(realm: Realm, email: &str, request: &RequestId) -> Vec<(String, u32)> {
-    // Tenants' subjects keep their unprefixed names from before there were other realms.
-    let prefix = match realm {
-        Realm::Tenant => String::new(),
-        other => format!("{}:", other.as_str()),
-    };
+    let prefix = realm_prefix(realm);
     let mut subjects = vec![(format!("{prefix}email:{email}"), 0)];
     if let Some(ip) = &request.client_ip {
         subjects.push((format!("{prefix}ip:{ip}"), 1));
@@ -113,11 +119,15 @@ fn rule(state: &AppState, which: u32) -> ThrottleRule {
 pub struct LoginSubject {
     pub id: String,
     pub password_hash: String,
+    /// Set while the password is a one-time password someone gave.
+    pub one_time_password: Option<OneTimePassword>,
 }
 
 /// Checks an email and password in `realm`, with the same lockout and timing for every realm:
 /// `find` looks the normalized email up; an unknown email costs one decoy verification, and the
-/// answer never says which of the two was wrong. Returns the subject's id.
+/// answer never says which of the two was wrong. A right one-time password past its expiry is
+/// refused with its own message (only someone who knows it learns that). Returns the subject's
+/// id.
 pub async fn verify_login<F, Fut>(
     state: &AppState,
     realm: Realm,
@@ -157,7 +167,83 @@ where
         return Err(locked.map_or(PortalError::BadLogin, PortalError::Locked));
     };
     store_sessions::clear_failures(&state.db, &subjects[0].0).await?;
+    if found
+        .one_time_password
+        .is_some_and(|one_time| one_time.expired_at(now))
+    {
+        return Err(PortalError::OneTimePasswordExpired(realm));
+    }
     Ok(found.id)
+}
+
+/// When a one-time password given now stops working (`MODELROUTER_ONE_TIME_PASSWORD_HOURS`).
+pub fn one_time_expiry(state: &AppState) -> DateTime<Utc> {
+    one_time_expiry_after(state.settings.one_time_password_ttl)
+}
+
+/// When a one-time password given now with a lifetime of `ttl` stops working.
+pub fn one_time_expiry_after(ttl: std::time::Duration) -> DateTime<Utc> {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    Utc::now()
+        .checked_add_signed(ttl)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Whose password a signed-in person changes, in which realm, from which session.
+pub struct OwnPassword<'a> {
+    pub realm: Realm,
+    pub subject_id: &'a str,
+    pub email: &'a str,
+    /// The hash of the password they have now.
+    pub password_hash: String,
+    /// The session that stays signed in; every other session of the subject ends.
+    pub session_token: &'a str,
+}
+
+/// Changes a signed-in person's own password, the same way in every realm: the current one must
+/// be right (wrong guesses count toward the email's sign-in lockout), the new one must follow
+/// the rules and differ from the current one. `save` records the new hash as the person's own
+/// (not one-time) password; then every other session of the subject ends.
+pub async fn change_own_password<F, Fut>(
+    state: &AppState,
+    who: OwnPassword<'_>,
+    current: &str,
+    new: &str,
+    save: F,
+) -> Result<(), PortalError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), PortalError>>,
+{
+    let subject = format!("{}email:{}", realm_prefix(who.realm), who.email);
+    let now = Utc::now();
+    if let Some(until) = store_sessions::locked_until(&state.db, &subject, now).await? {
+        return Err(PortalError::Locked(until));
+    }
+    if !verify(current.to_string(), who.password_hash).await {
+        // Guessing through this form counts like guessing at sign-in.
+        store_sessions::record_failure(&state.db, &subject, now, &email_rule(state)).await?;
+        return Err(PortalError::invalid(
+            "current_password",
+            "Your current password is incorrect.",
+        ));
+    }
+    check_password(new, who.email)?;
+    if new == current {
+        return Err(PortalError::invalid(
+            "new_password",
+            "Choose a password different from the current one.",
+        ));
+    }
+    save(hash(new.to_string()).await?).await?;
+    store_sessions::end_subject_sessions(
+        &state.db,
+        who.realm,
+        who.subject_id,
+        Some(who.session_token),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Starts a session of `realm` for `subject_id` and returns the cookie jar that carries it, with
@@ -197,7 +283,9 @@ pub async fn sign_out(
     Ok((jar, Redirect::to(&login)).into_response())
 }
 
-/// Only paths of the site itself are followed after sign-in.
+/// Only paths of the site itself are followed after sign-in; anything else — another site,
+/// another host, or a path with control characters (CR, LF, NUL…), which no `Location` header
+/// may carry — is ignored for the site's home.
 pub fn safe_next(site: Site, next: Option<&str>) -> String {
     let home = site.home();
     match next {
@@ -205,7 +293,9 @@ pub fn safe_next(site: Site, next: Option<&str>) -> String {
             if (path == home
                 || path.starts_with(&format!("{home}/"))
                 || path.starts_with(&format!("{home}?")))
-                && !path.starts_with("//") =>
+                && !path.starts_with("//")
+                && !path.chars().any(char::is_control)
+                && axum::http::HeaderValue::from_str(path).is_ok() =>
         {
             path.to_string()
         }
@@ -246,6 +336,26 @@ impl SiteLoginPage {
             Site::Agent => "For Model Router agents.",
             Site::Portal => "",
         }
+    }
+}
+
+/// The query of an account page: a notice to show.
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+}
+
+/// The notice of the console's and the agent portal's account pages.
+pub fn account_notice(notice: Option<&str>) -> Option<&'static str> {
+    match notice {
+        Some("choose_password") => Some(
+            "You signed in with a one-time password. Choose your own password to continue: \
+             nothing else opens until you do.",
+        ),
+        Some("password_changed") => {
+            Some("Your password was changed. Other sessions were signed out.")
+        }
+        _ => None,
     }
 }
 
@@ -314,7 +424,11 @@ where
             let (jar, _) = start_session(state, caller, jar, site.realm(), &id).await?;
             Ok((jar, Redirect::to(&next)).into_response())
         }
-        Err(error @ (PortalError::BadLogin | PortalError::Locked(_))) => {
+        Err(
+            error @ (PortalError::BadLogin
+            | PortalError::Locked(_)
+            | PortalError::OneTimePasswordExpired(_)),
+        ) => {
             let page = SiteLoginPage {
                 site,
                 csrf: form.csrf,
@@ -380,5 +494,9 @@ mod tests {
             "/agent"
         );
         assert_eq!(safe_next(Site::Agent, None), "/agent");
+        for control in ["\r\nSet-Cookie:x", "\0", "\t", "\u{7f}", "\u{85}"] {
+            let next = format!("/portal/keys{control}");
+            assert_eq!(safe_next(Site::Portal, Some(&next)), "/portal");
+        }
     }
 }

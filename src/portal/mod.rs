@@ -20,6 +20,7 @@ mod scope;
 pub(crate) mod session;
 mod statements;
 mod usage;
+pub(crate) mod verification;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ use axum::Router;
 
 pub use error::{PortalError, Site};
 pub use format::money as format_money;
+pub use login::one_time_expiry_after;
 pub use scope::TenantScope;
 pub use session::SignedIn;
 
@@ -83,6 +85,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/portal/logout", post(account::logout_submit))
         .route("/portal/account", get(account::account_page))
         .route("/portal/account/password", post(account::password_submit))
+        .route("/portal/verify-email", get(verification::verify_page))
+        .route(
+            "/portal/verify-email/resend",
+            post(verification::resend_submit),
+        )
+        .route("/portal/mail", get(verification::mail_page))
         .route(
             "/portal/keys",
             get(keys::list_page).post(keys::create_submit),
@@ -125,6 +133,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/portal/logout", post(account::api_logout))
         .route("/api/portal/session", get(account::api_session))
         .route("/api/portal/password", post(account::api_password))
+        .route("/api/portal/verify-email", post(verification::api_verify))
+        .route(
+            "/api/portal/verify-email/resend",
+            post(verification::api_resend),
+        )
+        .route("/api/portal/mail", get(verification::api_mail))
         .route("/api/portal/dashboard", get(dashboard::api))
         .route(
             "/api/portal/keys",

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, dashboard, keys, models, recharge, statements, usage};
+use super::{account, dashboard, keys, models, recharge, statements, usage, verification};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,9 @@ micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"messa
         account::api_logout,
         account::api_session,
         account::api_password,
+        verification::api_verify,
+        verification::api_resend,
+        verification::api_mail,
         dashboard::api,
         keys::api_list,
         keys::api_create,
@@ -41,7 +44,7 @@ micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"messa
     modifiers(&SessionCookie),
     security(("session" = [])),
     tags(
-        (name = "account", description = "Sign-up, sign-in, sign-out, password"),
+        (name = "account", description = "Sign-up, email verification, sign-in, sign-out, password"),
         (name = "dashboard", description = "Balance and spend at a glance"),
         (name = "keys", description = "Platform API keys and their model scope"),
         (name = "models", description = "Models the tenant can call"),

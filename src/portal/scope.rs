@@ -35,6 +35,15 @@ impl TenantScope {
         view.tenants.get(&self.tenant_id)
     }
 
+    /// The tenant's mail in the local outbox (where no SMTP server is configured), newest first.
+    pub async fn outbox(
+        &self,
+        db: &Db,
+        limit: i64,
+    ) -> Result<Vec<crate::store::verifications::OutboxMail>, PortalError> {
+        Ok(crate::store::verifications::outbox_of(db, &self.tenant_id, limit).await?)
+    }
+
     /// The tenant's keys, newest first.
     pub fn keys<'v>(&self, view: &'v LiveView) -> Vec<&'v KeyEntry> {
         let mut keys = view.keys_of(&self.tenant_id);

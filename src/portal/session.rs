@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::Method;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use chrono::Utc;
 use modelrouter_domain::aggregate_types::TENANT;
 use modelrouter_domain::tenant::TenantStatus;
+use modelrouter_projections::live::OneTimePassword;
 use subtle::ConstantTimeEq;
 
-use super::{PortalError, TenantScope};
+use super::{PortalError, Site, TenantScope};
 use crate::gateway::{AppState, Caller};
 use crate::store::sessions::{self, Realm, Session, SessionPolicy};
 
@@ -146,11 +148,7 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
             sessions::end_session(&state.db, &token).await?;
             return Err(PortalError::Suspended);
         }
-        if tenant.password_temporary
-            && !open_before_password_change(&parts.method, parts.uri.path())
-        {
-            return Err(PortalError::PasswordChangeRequired);
-        }
+        require_own_password(Site::Portal, tenant.one_time_password, parts)?;
         Ok(SignedIn {
             scope: TenantScope::signed_in(session.subject_id),
             email: tenant.email,
@@ -161,18 +159,36 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
     }
 }
 
-/// What a tenant signed in with an operator's one-time password may do: see the account page,
-/// choose a new password, or sign out.
-fn open_before_password_change(method: &axum::http::Method, path: &str) -> bool {
-    use axum::http::Method;
-    matches!(
-        (method, path),
-        (&Method::GET, "/portal/account" | "/api/portal/session")
-            | (&Method::POST, "/portal/account/password")
-            | (&Method::POST, "/api/portal/password")
-            | (&Method::POST, "/portal/logout")
-            | (&Method::POST, "/api/portal/logout")
-    )
+/// Someone signed in with a one-time password (an operator's reset, the CLI, the console) must
+/// choose their own before anything else: on every site, only the account page, the password
+/// change, the session and sign-out are open; pages send them to the password form, the API
+/// answers 403 `password_change_required`.
+pub fn require_own_password(
+    site: Site,
+    one_time: Option<OneTimePassword>,
+    parts: &Parts,
+) -> Result<(), PortalError> {
+    if one_time.is_none() || open_before_password_change(site, &parts.method, parts.uri.path()) {
+        Ok(())
+    } else {
+        Err(PortalError::PasswordChangeRequired)
+    }
+}
+
+fn open_before_password_change(site: Site, method: &Method, path: &str) -> bool {
+    let (home, api) = (site.home(), site.api());
+    match *method {
+        Method::GET => path == format!("{home}/account") || path == format!("{api}/session"),
+        Method::POST => [
+            format!("{home}/account/password"),
+            format!("{api}/password"),
+            format!("{home}/logout"),
+            format!("{api}/logout"),
+        ]
+        .iter()
+        .any(|open| open == path),
+        _ => false,
+    }
 }
 
 /// Whether a visitor is signed in, for pages that also serve visitors who are not (sign-in).

@@ -8,6 +8,7 @@ mod appender;
 mod commands;
 pub mod replicas;
 pub mod sessions;
+pub mod verifications;
 
 pub use appender::{Appender, MeteringRecord};
 pub use commands::{CommandError, Commands};

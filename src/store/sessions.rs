@@ -323,6 +323,29 @@ pub async fn record_failure(
     Ok(until.filter(|&until| until > now).map(at))
 }
 
+/// Counts one more of something allowed `limit` times per `window` for `subject` (sign-ups
+/// from one address, verification mails to one tenant) in the sign-in throttle's table: its
+/// window starts at the first one counted. Returns None when this one is within the limit, else
+/// until when the subject is refused (the refusals count too, and do not prolong it).
+///
+/// One upsert counts, so attempts at the same moment on several replicas each get their own
+/// number: exactly `limit` of them pass.
+pub async fn count_within_limit(
+    db: &Db,
+    subject: &str,
+    now: DateTime<Utc>,
+    limit: u32,
+    window: Duration,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    // The (limit + 1)-th within the window is the first "failure" that locks.
+    let rule = ThrottleRule {
+        max_failures: limit.saturating_add(1),
+        window,
+        lockout: window,
+    };
+    record_failure(db, subject, now, &rule).await
+}
+
 /// Forgets a subject's failures (after a successful sign-in).
 pub async fn clear_failures(db: &Db, subject: &str) -> Result<(), sqlx::Error> {
     let _writing = db.write_lock().await;

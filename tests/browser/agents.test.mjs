@@ -36,7 +36,8 @@ const agent = {
   name: 'Northwind Partners',
   email: `agent-${run}@example.com`,
   password: null, // the one-time password, read from the "agent created" page
-  newPassword: 'Amber-river-6203',
+  ownPassword: 'Amber-river-6203', // chosen at the first sign-in, as a one-time password requires
+  newPassword: 'Cedar-harbor-9912', // changed to later on the account page
   code: null,
   link: null,
   id: null,
@@ -76,6 +77,18 @@ async function signIn(on, site, email, password) {
   await on.fill('#email', email);
   await on.fill('#password', password);
   await clickAndLoad(on, on.getByRole('button', { name: 'Sign in' }));
+}
+
+/** Signed in with a one-time password: the site's account page asks for one's own first. */
+async function chooseOwnPassword(on, site, who, own) {
+  assert.equal(path(on), `/${site}/account`, 'a one-time password opens only the password form');
+  assert.match(await text('#notice', on), /one-time password/);
+  await on.goto(`/${site}`);
+  assert.equal(path(on), `/${site}/account`, 'nothing else opens before');
+  await on.fill('#current_password', who.password);
+  await on.fill('#new_password', own);
+  await clickAndLoad(on, on.getByRole('button', { name: 'Change password' }));
+  who.password = own;
 }
 
 async function createAgent(on, who) {
@@ -118,7 +131,7 @@ describe('an agent refers a tenant and earns commission', () => {
     operator.password = match[2];
 
     await signIn(page, 'admin', operator.email, operator.password);
-    assert.equal(path(page), '/admin');
+    await chooseOwnPassword(page, 'admin', operator, 'Signal-tower-5108');
     await page.goto('/admin/agents');
     assert.match(await text('.empty'), /^No agents yet/);
 
@@ -160,6 +173,9 @@ describe('an agent refers a tenant and earns commission', () => {
     })) await tenantPage.fill(`#${id}`, value);
     await clickAndLoad(tenantPage, tenantPage.getByRole('button', { name: 'Create account' }));
     assert.equal(path(tenantPage), '/portal');
+    assert.equal(await text('#stat-balance .stat-value', tenantPage), '0.00 USD', 'the credit waits for the email');
+    await clickAndLoad(tenantPage, tenantPage.locator('#verify-link'));
+    await clickAndLoad(tenantPage, tenantPage.getByRole('link', { name: 'Go to your dashboard' }));
     assert.equal(await text('#stat-balance .stat-value', tenantPage), '5.00 USD', 'the sign-up credit');
 
     await tenantPage.goto('/portal/keys');
@@ -186,10 +202,12 @@ describe('an agent refers a tenant and earns commission', () => {
     assert.ok(spend > 0, 'the calls cost something');
   });
 
-  step('the agent signs in with the one-time password and sees the tenant, its spend and 10 % of it', async () => {
+  step('the agent signs in with the one-time password, chooses its own, and sees the tenant, its spend and 10 % of it', async () => {
     agentPage = await newTab();
     await signIn(agentPage, 'agent', agent.email, agent.password);
+    await chooseOwnPassword(agentPage, 'agent', agent, agent.ownPassword);
     assert.equal(path(agentPage), '/agent');
+    assert.equal(await text('.alert-info', agentPage), 'Your password was changed.');
     assert.equal(await text('h1', agentPage), `Hello, ${agent.name}`);
     assert.equal(await text('#referral-link', agentPage), agent.link);
     assert.equal(await text('#referral-code', agentPage), agent.code);
@@ -259,6 +277,7 @@ describe('an agent refers a tenant and earns commission', () => {
     await createAgent(page, other);
     const second = await newTab();
     await signIn(second, 'agent', other.email, other.password);
+    await chooseOwnPassword(second, 'agent', other, 'Linden-quay-3307');
     assert.equal(path(second), '/agent');
     assert.equal(count(await text('#stat-tenants .stat-value', second)), 0);
     assert.equal(micros(await text('#stat-month .stat-value', second)), 0);
@@ -326,8 +345,9 @@ describe('an agent refers a tenant and earns commission', () => {
     await agentPage.fill('#current_password', 'Not-the-password-1');
     await agentPage.fill('#new_password', agent.newPassword);
     await clickAndLoad(agentPage, agentPage.getByRole('button', { name: 'Change password' }));
-    assert.equal(await text('#form-error', agentPage), 'The current password is not right.');
+    assert.equal(await text('#form-error', agentPage), 'Your current password is incorrect.');
 
+    const previous = agent.password;
     await agentPage.fill('#current_password', agent.password);
     await agentPage.fill('#new_password', agent.newPassword);
     await clickAndLoad(agentPage, agentPage.getByRole('button', { name: 'Change password' }));
@@ -337,8 +357,8 @@ describe('an agent refers a tenant and earns commission', () => {
     await clickAndLoad(agentPage, agentPage.getByRole('button', { name: 'Sign out' }));
     assert.equal(path(agentPage), '/agent/login');
     assert.equal(await text('.alert-info', agentPage), 'You are signed out.');
-    await signIn(agentPage, 'agent', agent.email, agent.password);
-    assert.equal(path(agentPage), '/agent/login', 'the one-time password no longer works');
+    await signIn(agentPage, 'agent', agent.email, previous);
+    assert.equal(path(agentPage), '/agent/login', 'the previous password no longer works');
     assert.ok(await agentPage.isVisible('#form-error'));
     await signIn(agentPage, 'agent', agent.email, agent.newPassword);
     assert.equal(path(agentPage), '/agent');

@@ -130,7 +130,7 @@ async function statementRows(target = page) {
 }
 
 describe('a tenant pays for the gateway in the portal', () => {
-  step('signs up and lands on the dashboard with the 5.00 trial credit', async () => {
+  step('signs up, verifies the email from the demo\'s outbox, and has the 5.00 trial credit', async () => {
     await page.goto('/portal/signup');
     await page.fill('#name', user.name);
     await page.fill('#email', user.email);
@@ -139,6 +139,9 @@ describe('a tenant pays for the gateway in the portal', () => {
     await clickAndLoad(page, page.getByRole('button', { name: 'Create account' }));
     assert.equal(path(), '/portal');
     assert.equal(await text('h1'), `Hello, ${user.name}`);
+    assert.equal(await text('#stat-balance .stat-value'), '0.00 USD', 'the credit waits for the email');
+    await clickAndLoad(page, page.locator('#verify-link'));
+    await clickAndLoad(page, page.getByRole('link', { name: 'Go to your dashboard' }));
     assert.equal(await text('#stat-balance .stat-value'), '5.00 USD');
   });
 

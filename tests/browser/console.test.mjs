@@ -139,7 +139,7 @@ async function audited(requestIds) {
 const upstreamOf = (call) => call.attempts.at(-1).upstream_model;
 
 describe('an operator in the console', () => {
-  step('signs in with the one-time password the CLI printed; the overview shows', async () => {
+  step('signs in with the one-time password the CLI printed, must choose its own, then the overview shows', async () => {
     const printed = await gateway.cli('admin', 'create', '--email', operator.email);
     const match = /operator (\S+) created; one-time password: (\S+)/.exec(printed);
     assert.ok(match, `the CLI names the operator and a password: ${printed}`);
@@ -152,7 +152,26 @@ describe('an operator in the console', () => {
     await page.fill('#password', 'not-the-password');
     await clickAndLoad(page, page.getByRole('button', { name: 'Sign in' }));
     assert.ok(await page.isVisible('#form-error'), 'a wrong password is refused');
-    await signInOperator(page);
+
+    // A one-time password opens only the account page, until the operator chooses its own.
+    await page.fill('#email', operator.email);
+    await page.fill('#password', operator.password);
+    await clickAndLoad(page, page.getByRole('button', { name: 'Sign in' }));
+    assert.equal(path(), '/admin/account');
+    assert.match(await text('#notice'), /^You signed in with a one-time password\./);
+    await page.goto('/admin/providers');
+    assert.equal(path(), '/admin/account', 'nothing else opens before');
+    await page.fill('#current_password', operator.password);
+    await page.fill('#new_password', operator.password);
+    await clickAndLoad(page, page.getByRole('button', { name: 'Change password' }));
+    assert.equal(await text('#form-error'), 'Choose a password different from the current one.');
+    await page.fill('#current_password', operator.password);
+    await page.fill('#new_password', 'Signal-tower-5108');
+    await clickAndLoad(page, page.getByRole('button', { name: 'Change password' }));
+    assert.equal(await text('#notice'), 'Your password was changed. Other sessions were signed out.');
+    operator.password = 'Signal-tower-5108';
+
+    await page.goto('/admin');
     assert.equal(await text('h1'), 'Overview');
     assert.equal(await text('header .who'), operator.email);
     const stats = Object.fromEntries(await page.locator('.stat').evaluateAll((cards) => cards.map((card) => [
@@ -251,6 +270,9 @@ describe('an operator in the console', () => {
     await tenantPage.fill('#password_confirm', tenant.password);
     await clickAndLoad(tenantPage, tenantPage.getByRole('button', { name: 'Create account' }));
     assert.equal(path(tenantPage), '/portal');
+    // The trial credit the calls are paid from comes with the verified email (the demo's link).
+    await clickAndLoad(tenantPage, tenantPage.locator('#verify-link'));
+    assert.equal(await text('h1', tenantPage), 'Email verified');
 
     await tenantPage.goto('/portal/models');
     const listed = (await readTable(tenantPage, '#models-table')).find((r) => r['model name'] === model.name);

@@ -1,5 +1,6 @@
 // A tenant's journey through the portal in a real browser (Debian's Chromium through
-// playwright-core), against a spawned `modelrouter serve --demo`: sign up, sign in, create keys
+// playwright-core), against a spawned `modelrouter serve --demo`: sign up, verify the email
+// through the demo's outbox (the trial credit appears only then), sign in, create keys
 // with each model scope, call the gateway with them, find the calls on the usage page and in the
 // CSV export, see the dashboard move, revoke a key, change the password. Then every page is
 // photographed at laptop and phone width into test-output/browser/portal-*.png for a person to
@@ -101,7 +102,7 @@ async function usageRows() {
 }
 
 describe('a tenant in the portal', () => {
-  step('signs up: a weak password and a taken email are explained, then the dashboard shows the 5.00 credit', async () => {
+  step('signs up: a weak password and a taken email are explained; the 5.00 credit waits for the email', async () => {
     await fillSignup(page, {
       name: user.name, email: user.email, password: 'short1', password_confirm: 'short1',
     });
@@ -122,7 +123,9 @@ describe('a tenant in the portal', () => {
     assert.equal(new URL(page.url()).pathname, '/portal');
     assert.equal(await text('h1'), `Hello, ${user.name}`);
     assert.match(await text('.alert-info'), /^Welcome!/);
-    assert.equal(await text('#stat-balance .stat-value'), '5.00 USD');
+    assert.equal(await text('#stat-balance .stat-value'), '0.00 USD', 'no credit before the email is verified');
+    assert.match(await text('#verify-email'),
+      new RegExp(`^Confirm your email\\. Your trial credit of 5\\.00 USD is added once you open the link we sent to ${user.email.replace(/[.]/g, '\\.')}\\.`));
     assert.equal(await text('header .who'), user.email);
 
     // Someone else, not signed in, tries the same address in other letter case.
@@ -134,6 +137,31 @@ describe('a tenant in the portal', () => {
     assert.equal(await text('#form-error', other), 'An account with this email already exists. Sign in instead.');
     assert.equal(new URL(other.url()).pathname, '/portal/signup');
     await stranger.close();
+  });
+
+  step('verifies the email with one click from the demo\'s outbox; the 5.00 credit appears, once', async () => {
+    // Without a mail server the demo shows the mail it would have sent, link included.
+    await clickAndLoad(page, page.getByRole('link', { name: 'mail', exact: true }));
+    assert.equal(new URL(page.url()).pathname, '/portal/mail');
+    assert.equal(await text('section.mail h2'), 'Confirm your email for Model Router');
+    const link = await page.getAttribute('section.mail a.button', 'href');
+    assert.ok((await text('section.mail pre')).includes(link), 'the mail\'s text carries the same link');
+    await page.goto('/portal');
+
+    await clickAndLoad(page, page.locator('#verify-link'));
+    assert.equal(new URL(page.url()).pathname, '/portal/verify-email');
+    assert.equal(await text('h1'), 'Email verified');
+    assert.equal(await text('#verified'),
+      `Thank you: ${user.email} is verified. Your trial credit of 5.00 USD is on your balance.`);
+    await clickAndLoad(page, page.getByRole('link', { name: 'Go to your dashboard' }));
+    assert.equal(await text('#stat-balance .stat-value'), '5.00 USD');
+    assert.equal(await page.locator('#verify-email').count(), 0, 'the reminder is gone');
+
+    // The same link again: it says so, and credits nothing more.
+    await page.goto(link);
+    assert.equal(await text('h1'), 'Email already verified');
+    await page.goto('/portal');
+    assert.equal(await text('#stat-balance .stat-value'), '5.00 USD');
   });
 
   step('signs out and back in; a wrong password gets the generic message', async () => {
@@ -505,8 +533,10 @@ describe('a tenant in the portal', () => {
         await shoot('09-account');
         await tab.goto('/portal/recharge');
         await shoot('10-recharge');
+        await tab.goto('/portal/mail');
+        await shoot('11-mail');
         await tab.goto('/portal/nope');
-        await shoot('11-not-found');
+        await shoot('12-not-found');
       } finally {
         await context.close();
       }

@@ -38,6 +38,12 @@ impl Store {
         settings.database_url = self.url.clone();
         // One master key for every replica of the test, as production requires.
         settings.master_key = Some("11".repeat(32));
+        // Mail stays in the outbox, shown in the portal, as in the demo: a test verifies an
+        // email through the portal (`Visitor::verify_email`).
+        settings.mail.outbox_in_portal = true;
+        // Tests sign many tenants up from one loopback address; tests/signup_abuse.rs checks
+        // the limit per address with a limit of its own.
+        settings.signups_per_address = 0;
         settings
     }
 

@@ -30,7 +30,34 @@ impl Visitor {
         format!("{}{path}", self.base)
     }
 
+    /// A tenant who signs up and verifies its email (with the link from the portal's outbox),
+    /// so the sign-up credit, if any, is on its balance.
     pub async fn sign_up(base: &str, email: &str) -> Visitor {
+        let visitor = Visitor::sign_up_unverified(base, email).await;
+        visitor.verify_email().await;
+        visitor
+    }
+
+    /// Follows the newest verification link in the tenant's outbox (the test settings show
+    /// the outbox in the portal); returns the verification's answer.
+    pub async fn verify_email(&self) -> Value {
+        let (status, mail) = self.json("/api/portal/mail").await;
+        assert_eq!(status, StatusCode::OK, "{mail}");
+        let link = mail[0]["action_url"].as_str().expect("a verification mail");
+        let token = link.split("token=").nth(1).unwrap();
+        let response = self
+            .http
+            .post(self.url("/api/portal/verify-email"))
+            .json(&json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// A tenant who signs up and has not verified its email yet.
+    pub async fn sign_up_unverified(base: &str, email: &str) -> Visitor {
         let mut visitor = Visitor::new(base);
         let response = visitor
             .http
