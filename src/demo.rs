@@ -47,6 +47,7 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
         max_output_tokens: None,
         context_window: Some(128_000),
         price_effective_at: None,
+        kind: Default::default(),
     };
     let provider = |id: &str, protocol: UpstreamProtocol, base: &str| ProviderSpec {
         id: id.into(),
@@ -90,6 +91,8 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
                     priority: 0,
                 }],
                 max_attempts: None,
+                strategy: Default::default(),
+                timeout_ms: None,
             })
             .collect(),
         tenants: vec![TenantSpec {
@@ -102,6 +105,7 @@ pub fn demo_file(mock: SocketAddr, key: &str) -> ImportFile {
                 key: Some(key.into()),
                 scope: KeyScope::Auto,
             }],
+            policy: None,
         }],
     }
 }

@@ -9,11 +9,13 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use modelrouter_domain::account::AccountCommand;
 use modelrouter_domain::api_key::{ApiKeyCommand, KeyScope};
-use modelrouter_domain::catalog::{default_max_output_tokens, CatalogModelCommand, ModelDetails};
+use modelrouter_domain::catalog::{
+    default_max_output_tokens, CatalogModelCommand, ModelDetails, ModelKind,
+};
 use modelrouter_domain::metadata::{Actor, Metadata};
 use modelrouter_domain::provider::{ProviderCommand, ProviderConfig, UpstreamProtocol};
-use modelrouter_domain::route::{Deployment, RetryPolicy, RouteCommand};
-use modelrouter_domain::tenant::{normalize_email, TenantCommand};
+use modelrouter_domain::route::{Deployment, RetryPolicy, RouteCommand, RouteStrategy};
+use modelrouter_domain::tenant::{normalize_email, TenantCommand, TenantPolicy};
 use modelrouter_domain::{DomainError, Money, Pricing};
 use serde::Deserialize;
 
@@ -68,6 +70,10 @@ pub struct ModelSpec {
     /// When these prices take effect (RFC 3339); omitted = as soon as imported.
     #[serde(default)]
     pub price_effective_at: Option<DateTime<Utc>>,
+    /// `chat` (the default) or `embedding`: an embedding model is never served on the chat
+    /// endpoints, and only its input tokens are priced.
+    #[serde(default)]
+    pub kind: ModelKind,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +82,11 @@ pub struct RouteSpec {
     pub model: String,
     pub deployments: Vec<DeploymentSpec>,
     pub max_attempts: Option<u32>,
+    /// Only `priority` is built so far; naming another is refused when the file is read.
+    #[serde(default)]
+    pub strategy: RouteStrategy,
+    /// Deadline of the whole call up to its first byte, every attempt included.
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +117,8 @@ pub struct TenantSpec {
     pub balance: i64,
     #[serde(default)]
     pub keys: Vec<KeySpec>,
+    /// The tenant's security policy (`[tenants.policy]`); absent: none.
+    pub policy: Option<TenantPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +251,7 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
                     .max_output_tokens
                     .unwrap_or_else(default_max_output_tokens),
                 context_window: m.context_window,
+                kind: m.kind,
             },
             effective_at: m.price_effective_at,
             pricing: Pricing {
@@ -275,12 +289,14 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
                     priority: d.priority,
                 })
                 .collect(),
-            retry: r
-                .max_attempts
-                .map_or_else(RetryPolicy::default, |max_attempts| RetryPolicy {
-                    max_attempts,
-                    ..RetryPolicy::default()
-                }),
+            retry: RetryPolicy {
+                max_attempts: r
+                    .max_attempts
+                    .unwrap_or(RetryPolicy::default().max_attempts),
+                strategy: r.strategy,
+                timeout_ms: r.timeout_ms,
+                ..RetryPolicy::default()
+            },
         };
         commands
             .routes
@@ -329,6 +345,17 @@ pub async fn apply(core: &Core, file: &ImportFile, actor: &Actor) -> anyhow::Res
         }
         if t.balance < 0 {
             bail!("{at}: balance must not be negative");
+        }
+        // A file without a policy leaves the tenant's own as it is.
+        if let Some(policy) = &t.policy {
+            let set = TenantCommand::SetPolicy {
+                policy: policy.clone(),
+            };
+            commands
+                .tenants
+                .execute(&tenant_id, set, &meta)
+                .await
+                .context(at.clone())?;
         }
         let set = AccountCommand::SetImportedTotal {
             total: Money(t.balance),

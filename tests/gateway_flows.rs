@@ -747,3 +747,88 @@ async fn counting_megabytes_of_tokens_never_stalls_other_requests() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_routes_deadline_bounds_every_attempt_and_embedding_models_answer_no_chat() {
+    let store = stores().await.remove(0);
+    let env = env_with(store, 0, |s| {
+        s.upstream_first_byte_timeout = std::time::Duration::from_secs(1)
+    })
+    .await;
+    let core = env.store.core().await;
+    import_text(
+        &core,
+        r#"
+[[models]]
+name = "deadline-gpt"
+display_name = "Deadline GPT"
+input_price = 1
+output_price = 1
+cached_input_price = 1
+
+[[models]]
+name = "embed"
+kind = "embedding"
+display_name = "Embed"
+input_price = 1
+output_price = 0
+cached_input_price = 0
+
+[[routes]]
+model = "deadline-gpt"
+max_attempts = 3
+timeout_ms = 300
+deployments = [ { provider = "mock-openai", upstream_model = "up", weight = 1, priority = 0 } ]
+
+[[routes]]
+model = "embed"
+deployments = [ { provider = "mock-openai", upstream_model = "up-embed", weight = 1, priority = 0 } ]
+"#,
+    )
+    .await;
+    drop(core);
+    let http = env.http.clone();
+    let models = env.url("/v1/models");
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || {
+            let (http, models) = (http.clone(), models.clone());
+            async move {
+                let text = http
+                    .get(models)
+                    .bearer_auth(KEY_AUTO)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                text.contains("deadline-gpt") && text.contains("\"embed\"")
+            }
+        })
+        .await
+    );
+
+    // Each attempt alone could wait 1 s for the first byte; the route allows 0.3 s for all of
+    // them, so the one attempt under way is the last.
+    let before = env.mock.requests().await.len();
+    let (status, error) = error_of(
+        env.chat(
+            KEY_AUTO,
+            json!({"model": "deadline-gpt", "messages": user("slow [mock:delay_ms=2000]")}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 504, "{error}");
+    assert_eq!(env.mock.requests().await.len() - before, 1);
+
+    let (status, error) = error_of(
+        env.chat(KEY_AUTO, json!({"model": "embed", "messages": user("hi")}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["param"], "model", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("embedding"));
+    env.finish().await;
+}

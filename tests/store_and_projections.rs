@@ -48,7 +48,23 @@ async fn the_shared_import_example_is_accepted_and_a_second_import_changes_nothi
 
         let view = core.live.view();
         assert_eq!(view.models["acc-claude"].details.display_name, "ACC Claude");
-        assert_eq!(view.providers.len(), 3);
+        assert_eq!(view.providers.len(), 4);
+        // Route strategies and deadlines, embedding models and tenant policies are recorded.
+        let route = &view.routes["acc-gpt"];
+        assert_eq!(route.retry.max_attempts, 3);
+        assert_eq!(route.retry.timeout_ms, Some(60_000));
+        assert_eq!(
+            view.models["acc-embed"].details.kind,
+            modelrouter_domain::catalog::ModelKind::Embedding
+        );
+        let acme = view
+            .tenants
+            .values()
+            .find(|t| t.email == "acme@example.com")
+            .unwrap();
+        assert_eq!(acme.policy.regions, ["us-east", "eu-central", "cn-beijing"]);
+        assert_eq!(acme.policy.requests_per_minute, Some(600));
+        assert_eq!(acme.policy.max_tokens, Some(8192));
         let sealed = view.providers["openai-main"].credential.clone().unwrap();
         assert!(
             !sealed.contains("sk-upstream-openai-0001"),

@@ -20,6 +20,24 @@ pub struct ModelDetails {
     /// The context window in tokens, as customers are told it (informational; None: not said).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u32>,
+    /// What the model does: chat (the default) or embeddings (only input tokens are priced).
+    #[serde(default, skip_serializing_if = "ModelKind::is_chat")]
+    pub kind: ModelKind,
+}
+
+/// What a model answers. Embedding models are never served on the chat endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    #[default]
+    Chat,
+    Embedding,
+}
+
+impl ModelKind {
+    pub fn is_chat(&self) -> bool {
+        *self == ModelKind::Chat
+    }
 }
 
 /// Which tenants may see and call a model. A model a tenant may not see behaves, for that
@@ -318,6 +336,7 @@ mod tests {
             description: String::new(),
             max_output_tokens: 4096,
             context_window: Some(128_000),
+            kind: ModelKind::Chat,
         }
     }
     fn pricing(input: i64) -> Pricing {

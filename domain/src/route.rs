@@ -67,6 +67,13 @@ pub struct RetryPolicy {
     /// were each tried; without fallback, retries stay within the first usable tier.
     #[serde(default = "yes")]
     pub fallback: bool,
+    /// How the deployments are ordered.
+    #[serde(default)]
+    pub strategy: RouteStrategy,
+    /// Deadline of the whole call up to its first byte, every attempt included; none: each
+    /// attempt has the gateway's first-byte timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 impl Default for RetryPolicy {
@@ -75,9 +82,23 @@ impl Default for RetryPolicy {
             max_attempts: 2,
             retry_on: RetryOn::ALL,
             fallback: true,
+            strategy: RouteStrategy::Priority,
+            timeout_ms: None,
         }
     }
 }
+
+/// How a route orders its deployments. Only `priority` is built so far — lower tiers first,
+/// weighted within a tier — so a file or form naming another strategy is refused when read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteStrategy {
+    #[default]
+    Priority,
+}
+
+/// The longest deadline a route may set for a call's first byte (one hour).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// A candidate binding serving `percent` % of the API keys, chosen by a stable hash so a key
 /// always lands on the same side while the rollout lasts.
@@ -225,6 +246,15 @@ impl Aggregate for Route {
                 check_deployments("deployments", &deployments)?;
                 if retry.max_attempts == 0 || retry.max_attempts > 10 {
                     return Err(DomainError::invalid("max_attempts", "must be 1 to 10"));
+                }
+                if retry
+                    .timeout_ms
+                    .is_some_and(|ms| ms == 0 || ms > MAX_TIMEOUT_MS)
+                {
+                    return Err(DomainError::invalid(
+                        "timeout_ms",
+                        "must be from 1 to 3600000 (one hour)",
+                    ));
                 }
                 if deployments == self.deployments && retry == self.retry {
                     return Ok(());
@@ -409,6 +439,16 @@ mod tests {
                 },
             })
             .then_expect_error_message("invalid max_attempts: must be 1 to 10");
+        Given::with(())
+            .given_no_previous_events()
+            .when(RouteCommand::Bind {
+                deployments: vec![deployment(1)],
+                retry: RetryPolicy {
+                    timeout_ms: Some(0),
+                    ..RetryPolicy::default()
+                },
+            })
+            .then_expect_error_message("invalid timeout_ms: must be from 1 to 3600000 (one hour)");
     }
 
     #[test]

@@ -46,6 +46,94 @@ pub enum TenantCommand {
     SetPlan {
         plan: String,
     },
+    /// Replaces the tenant's security policy (the same policy again records nothing).
+    SetPolicy {
+        policy: TenantPolicy,
+    },
+}
+
+/// A tenant's security policy, as the import file and (later) the portal state it. Every field
+/// is optional; an empty policy restricts nothing. Recorded as events now; see
+/// docs/import.md for which parts the gateway enforces yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicy {
+    /// Data residency: only deployments in these regions may serve the tenant's calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// Access control: client addresses (IPs or CIDR blocks) API calls may come from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<String>,
+    /// Data protection: kinds of personal data masked in prompts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<Redaction>,
+    /// Content safety: a prompt containing one of these (case-insensitive) is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_terms: Vec<String>,
+    /// Runtime: the most output tokens a call may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Runtime: calls per minute per API key, across every replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+}
+
+/// A kind of personal data a policy masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redaction {
+    Email,
+    Phone,
+    Card,
+}
+
+impl TenantPolicy {
+    /// Checks every field: addresses parse as IPs or CIDR blocks, limits are positive, terms
+    /// and regions are not blank.
+    pub fn check(&self) -> Result<(), DomainError> {
+        for address in &self.allowed_ips {
+            if !is_ip_or_cidr(address) {
+                return Err(DomainError::invalid(
+                    "allowed_ips",
+                    "each entry must be an IP address or a CIDR block (10.0.0.0/8, ::1/128)",
+                ));
+            }
+        }
+        if self.regions.iter().any(|r| r.trim().is_empty()) {
+            return Err(DomainError::invalid(
+                "regions",
+                "a region must not be blank",
+            ));
+        }
+        if self.blocked_terms.iter().any(|t| t.trim().is_empty()) {
+            return Err(DomainError::invalid(
+                "blocked_terms",
+                "a term must not be blank",
+            ));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(DomainError::invalid("max_tokens", "must be at least 1"));
+        }
+        if self.requests_per_minute == Some(0) {
+            return Err(DomainError::invalid(
+                "requests_per_minute",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_ip_or_cidr(text: &str) -> bool {
+    let (address, prefix) = match text.trim().split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text.trim(), None),
+    };
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let longest = if ip.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= longest))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +173,9 @@ pub enum TenantEvent {
     PlanChanged {
         plan: String,
     },
+    PolicyUpdated {
+        policy: TenantPolicy,
+    },
 }
 crate::domain_event!(TenantEvent, "1");
 
@@ -108,6 +199,8 @@ pub struct Tenant {
     plan: Option<String>,
     #[serde(default)]
     email_verified: bool,
+    #[serde(default)]
+    policy: TenantPolicy,
 }
 
 /// Checks a plan name: 1 to 40 lower-case letters, digits, dashes or underscores.
@@ -251,6 +344,13 @@ impl Aggregate for Tenant {
                 }
                 TenantEvent::PlanChanged { plan }
             }
+            TenantCommand::SetPolicy { policy } => {
+                policy.check()?;
+                if policy == self.policy {
+                    return Ok(());
+                }
+                TenantEvent::PolicyUpdated { policy }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -269,6 +369,7 @@ impl Aggregate for Tenant {
             TenantEvent::Suspended { .. } => self.status = TenantStatus::Suspended,
             TenantEvent::Reactivated => self.status = TenantStatus::Active,
             TenantEvent::PlanChanged { plan } => self.plan = Some(plan),
+            TenantEvent::PolicyUpdated { policy } => self.policy = policy,
         }
     }
 }
@@ -434,6 +535,51 @@ mod tests {
             })
             .then_expect_error_message(
                 "invalid plan: must be 1 to 40 letters, digits, dashes or underscores",
+            );
+    }
+
+    #[test]
+    fn a_policy_is_checked_and_recorded_once() {
+        let registered = TenantEvent::Registered {
+            email: "a@example.com".into(),
+            name: "A".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            referred_by: None,
+            verification_required: false,
+        };
+        let policy = TenantPolicy {
+            allowed_ips: vec!["10.0.0.0/8".into(), "::1".into()],
+            redact: vec![Redaction::Email],
+            max_tokens: Some(100),
+            ..TenantPolicy::default()
+        };
+        TestFramework::<Tenant>::with(())
+            .given(vec![registered.clone()])
+            .when(TenantCommand::SetPolicy {
+                policy: policy.clone(),
+            })
+            .then_expect_events(vec![TenantEvent::PolicyUpdated {
+                policy: policy.clone(),
+            }]);
+        TestFramework::<Tenant>::with(())
+            .given(vec![
+                registered.clone(),
+                TenantEvent::PolicyUpdated {
+                    policy: policy.clone(),
+                },
+            ])
+            .when(TenantCommand::SetPolicy { policy })
+            .then_expect_events(vec![]);
+        TestFramework::<Tenant>::with(())
+            .given(vec![registered])
+            .when(TenantCommand::SetPolicy {
+                policy: TenantPolicy {
+                    allowed_ips: vec!["10.0.0.0/33".into()],
+                    ..TenantPolicy::default()
+                },
+            })
+            .then_expect_error_message(
+                "invalid allowed_ips: each entry must be an IP address or a CIDR block (10.0.0.0/8, ::1/128)",
             );
     }
 }

@@ -51,6 +51,8 @@ pub struct TenantEntry {
     /// Signed up in the portal and has not yet followed the link mailed to its email: the trial
     /// credit waits for it.
     pub email_unverified: bool,
+    /// The tenant's security policy (docs/import.md says which parts are enforced yet).
+    pub policy: modelrouter_domain::tenant::TenantPolicy,
 }
 
 /// A password that someone else gave (an operator, the CLI): its holder must choose their own at
@@ -333,6 +335,7 @@ impl LiveView {
                         plan: DEFAULT_PLAN.to_string(),
                         registered_at: recorded_at,
                         email_unverified: verification_required,
+                        policy: Default::default(),
                     },
                 );
             }
@@ -354,6 +357,7 @@ impl LiveView {
                     TenantEvent::Suspended { .. } => tenant.status = TenantStatus::Suspended,
                     TenantEvent::Reactivated => tenant.status = TenantStatus::Active,
                     TenantEvent::PlanChanged { plan } => tenant.plan = plan,
+                    TenantEvent::PolicyUpdated { policy } => tenant.policy = policy,
                     TenantEvent::Registered { .. } => {}
                 }
             }

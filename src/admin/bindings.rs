@@ -155,6 +155,10 @@ pub struct RetrySpec {
     pub retry_on: RetryOnSpec,
     /// Whether retries may move on to higher (fallback) tiers.
     pub fallback: bool,
+    /// Deadline of the whole call up to its first byte, every attempt included (1 to 3600000
+    /// ms); absent: each attempt has the gateway's first-byte timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 impl From<RetryPolicy> for RetrySpec {
@@ -168,6 +172,7 @@ impl From<RetryPolicy> for RetrySpec {
                 connect: p.retry_on.connect,
             },
             fallback: p.fallback,
+            timeout_ms: p.timeout_ms,
         }
     }
 }
@@ -183,6 +188,8 @@ impl From<RetrySpec> for RetryPolicy {
                 connect: s.retry_on.connect,
             },
             fallback: s.fallback,
+            timeout_ms: s.timeout_ms,
+            ..RetryPolicy::default()
         }
     }
 }

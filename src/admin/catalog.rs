@@ -364,6 +364,7 @@ async fn publish(
                 .max_output_tokens
                 .unwrap_or_else(default_max_output_tokens),
             context_window: new.context_window,
+            kind: Default::default(),
         },
         pricing: new.prices.into(),
         effective_at: None,

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chrono::Utc;
+use modelrouter_domain::catalog::ModelKind;
 use modelrouter_domain::inference::Attempt;
 use modelrouter_domain::money::BillableTokens;
 use modelrouter_domain::provider::UpstreamProtocol;
@@ -112,6 +113,14 @@ pub fn resolve_model<'v>(
     if !key.scope.allows(model) {
         return Err(ApiError::ModelNotAllowed(model.to_string()));
     }
+    if entry.details.kind == ModelKind::Embedding {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "The model '{model}' is an embedding model: it does not answer chat requests."
+            ),
+            param: Some("model".into()),
+        });
+    }
     Ok(entry)
 }
 
@@ -211,10 +220,26 @@ async fn run(
     let mut answered = None;
     // Deployments whose provider refused the platform: trying them again cannot help.
     let mut refusing: Vec<&Target> = Vec::new();
+    // The route's deadline for the whole call up to its first byte, every attempt included.
+    let deadline = plan
+        .retry
+        .timeout_ms
+        .map(|ms| started + std::time::Duration::from_millis(ms));
     for target in plan.attempts() {
         if refusing.iter().any(|r| same_deployment(r, target)) {
             continue;
         }
+        let first_byte_timeout = match deadline {
+            None => state.settings.upstream_first_byte_timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    last_error = UpstreamError::Timeout;
+                    break;
+                }
+                left.min(state.settings.upstream_first_byte_timeout)
+            }
+        };
         let attempt_started = Instant::now();
         let result = match &untranslatable {
             Some(reason) if !same_dialect(&inbound, target.provider.config.protocol) => {
@@ -223,7 +248,16 @@ async fn run(
                     param: reason.param().map(str::to_string),
                 }))
             }
-            _ => attempt(state, target, &inbound, &request, &raw, default_output).await,
+            _ => {
+                let call = AttemptCall {
+                    inbound: &inbound,
+                    request: &request,
+                    raw: &raw,
+                    default_output,
+                    first_byte_timeout,
+                };
+                attempt(state, target, call).await
+            }
         };
         let latency_ms = attempt_started.elapsed().as_millis() as u64;
         let (status, error) = match &result {
@@ -409,16 +443,29 @@ enum Failure {
     Request(ApiError),
 }
 
+/// What one attempt sends, and how long it may wait for the upstream's first byte.
+struct AttemptCall<'a> {
+    inbound: &'a Inbound,
+    request: &'a ChatRequest,
+    raw: &'a Value,
+    default_output: u64,
+    first_byte_timeout: std::time::Duration,
+}
+
 /// One upstream attempt: encode (or relay) the request, send it, and for a whole response read
 /// and check the body — MiniMax reports errors inside HTTP 200, and those may still retry.
 async fn attempt(
     state: &AppState,
     target: &Target,
-    inbound: &Inbound,
-    request: &ChatRequest,
-    raw: &Value,
-    default_output: u64,
+    call: AttemptCall<'_>,
 ) -> Result<Answer, Failure> {
+    let AttemptCall {
+        inbound,
+        request,
+        raw,
+        default_output,
+        first_byte_timeout,
+    } = call;
     let provider = &target.provider;
     let protocol = provider.config.protocol;
     let upstream_model = &target.deployment.upstream_model;
@@ -458,7 +505,7 @@ async fn attempt(
         &provider.config.base_url,
         &credential,
         call,
-        state.settings.upstream_first_byte_timeout,
+        first_byte_timeout,
     )
     .await
     .map_err(Failure::Upstream)?;

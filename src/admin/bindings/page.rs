@@ -192,6 +192,8 @@ pub struct BindForm {
     priority: Vec<String>,
     #[serde(default)]
     max_attempts: String,
+    #[serde(default)]
+    timeout_ms: String,
     retry_rate_limit: Option<String>,
     retry_server_error: Option<String>,
     retry_timeout: Option<String>,
@@ -217,8 +219,18 @@ impl BindForm {
                 "Enter the attempts as a number from 1 to 10.",
             )
         })?;
+        let timeout_ms = match self.timeout_ms.trim() {
+            "" => None,
+            ms => Some(ms.parse::<u64>().map_err(|_| {
+                PortalError::invalid(
+                    "timeout_ms",
+                    "Enter the deadline in milliseconds (1 to 3600000), or leave it empty.",
+                )
+            })?),
+        };
         Ok(RetrySpec {
             max_attempts,
+            timeout_ms,
             retry_on: RetryOnSpec {
                 rate_limit: self.retry_rate_limit.is_some(),
                 server_error: self.retry_server_error.is_some(),
@@ -290,6 +302,7 @@ struct ProviderChoice {
 /// The retry settings as the form shows them.
 struct RetryDraft {
     max_attempts: String,
+    timeout_ms: String,
     rate_limit: bool,
     server_error: bool,
     timeout: bool,
@@ -301,6 +314,7 @@ impl From<RetrySpec> for RetryDraft {
     fn from(r: RetrySpec) -> RetryDraft {
         RetryDraft {
             max_attempts: r.max_attempts.to_string(),
+            timeout_ms: r.timeout_ms.map(|ms| ms.to_string()).unwrap_or_default(),
             rate_limit: r.retry_on.rate_limit,
             server_error: r.retry_on.server_error,
             timeout: r.retry_on.timeout,
@@ -447,6 +461,7 @@ pub async fn bind_submit(
             rows.extend(std::iter::repeat_n(Row::default(), 1));
             let retry = RetryDraft {
                 max_attempts: form.max_attempts.clone(),
+                timeout_ms: form.timeout_ms.clone(),
                 rate_limit: form.retry_rate_limit.is_some(),
                 server_error: form.retry_server_error.is_some(),
                 timeout: form.retry_timeout.is_some(),
