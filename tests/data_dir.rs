@@ -27,7 +27,9 @@ async fn a_fresh_data_dir_and_its_files_are_private_to_the_owner() {
     // Readable by all, as a parent often is: what the gateway creates inside must not be.
     std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data_dir = parent.path().join("data");
-    let settings = Settings::local(([127, 0, 0, 1], 0).into(), data_dir.clone());
+    let mut settings = Settings::local(([127, 0, 0, 1], 0).into(), data_dir.clone());
+    // The visitor verifies its email through the outbox shown in the portal.
+    settings.mail.outbox_in_portal = true;
     let server = Running::start(settings).await.unwrap();
     // A write, so the WAL and the shared-memory index exist.
     Visitor::sign_up(&format!("http://{}", server.addr), "owner@example.com").await;

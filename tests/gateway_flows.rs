@@ -619,26 +619,7 @@ deployments = [
     )
     .await;
     drop(core);
-    let http = env.http.clone();
-    let models = env.url("/v1/models");
-    assert!(
-        eventually(std::time::Duration::from_secs(5), || {
-            let (http, models) = (http.clone(), models.clone());
-            async move {
-                let text = http
-                    .get(models)
-                    .bearer_auth(KEY_AUTO)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                text.contains("refused-then-good")
-            }
-        })
-        .await
-    );
+    wait_for_models(&env, &["refused-then-good"]).await;
 
     let before = env.mock.requests().await.len();
     let response = env
@@ -669,6 +650,30 @@ deployments = [
         .await;
     assert_eq!(served.status(), 200, "the next deployment serves");
     env.finish().await;
+}
+
+/// Waits until the serving replica lists every model in `names` (an import it picks up from
+/// the log).
+async fn wait_for_models(env: &Env, names: &[&str]) {
+    let (http, url) = (env.http.clone(), env.url("/v1/models"));
+    let names: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let listed = eventually(std::time::Duration::from_secs(5), || {
+        let (http, url, names) = (http.clone(), url.clone(), names.clone());
+        async move {
+            let text = http
+                .get(url)
+                .bearer_auth(KEY_AUTO)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            names.iter().all(|name| text.contains(name.as_str()))
+        }
+    })
+    .await;
+    assert!(listed, "the replica never listed {names:?}");
 }
 
 /// Sends a whole `count_tokens` request of `spaces` spaces on its own connection and returns
@@ -787,26 +792,7 @@ deployments = [ { provider = "mock-openai", upstream_model = "up-embed", weight 
     )
     .await;
     drop(core);
-    let http = env.http.clone();
-    let models = env.url("/v1/models");
-    assert!(
-        eventually(std::time::Duration::from_secs(5), || {
-            let (http, models) = (http.clone(), models.clone());
-            async move {
-                let text = http
-                    .get(models)
-                    .bearer_auth(KEY_AUTO)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                text.contains("deadline-gpt") && text.contains("\"embed\"")
-            }
-        })
-        .await
-    );
+    wait_for_models(&env, &["deadline-gpt", "embed"]).await;
 
     // Each attempt alone could wait 1 s for the first byte; the route allows 0.3 s for all of
     // them, so the one attempt under way is the last.
