@@ -4,7 +4,8 @@
 //! however the upstream's bytes were cut.
 //!
 //! Input: the first byte picks the upstream protocol, the next bytes the cut lengths (each
-//! 1..=64, until a zero byte), the rest is the upstream's body.
+//! 1..=64, 255 for "the rest"; none: one chunk), up to a zero byte; the rest is the
+//! upstream's body.
 #![no_main]
 
 use bytes::Bytes;
@@ -30,11 +31,18 @@ fuzz_target!(|data: &[u8]| {
     let (cuts, body) = (&rest[..cuts_end], rest.get(cuts_end + 1..).unwrap_or_default());
     let mut chunks = Vec::new();
     let mut start = 0;
-    for len in cuts.iter().cycle().map(|&b| usize::from(b % 64) + 1) {
+    // No cut lengths: the body in one chunk.
+    let whole_body = [u8::MAX];
+    let cuts = if cuts.is_empty() { &whole_body[..] } else { cuts };
+    let lengths = cuts.iter().cycle().map(|&b| match b {
+        u8::MAX => usize::MAX,
+        b => usize::from(b % 64) + 1,
+    });
+    for len in lengths {
         if start >= body.len() {
             break;
         }
-        let end = (start + len).min(body.len());
+        let end = start.saturating_add(len).min(body.len());
         chunks.push(Bytes::copy_from_slice(&body[start..end]));
         start = end;
     }
