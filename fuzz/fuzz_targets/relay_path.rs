@@ -28,12 +28,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let upstream = UPSTREAMS[usize::from(pick) % UPSTREAMS.len()];
     let cuts_end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-    let (cuts, body) = (&rest[..cuts_end], rest.get(cuts_end + 1..).unwrap_or_default());
+    let (cuts, body) = (
+        &rest[..cuts_end],
+        rest.get(cuts_end + 1..).unwrap_or_default(),
+    );
     let mut chunks = Vec::new();
     let mut start = 0;
     // No cut lengths: the body in one chunk.
     let whole_body = [u8::MAX];
-    let cuts = if cuts.is_empty() { &whole_body[..] } else { cuts };
+    let cuts = if cuts.is_empty() {
+        &whole_body[..]
+    } else {
+        cuts
+    };
     let lengths = cuts.iter().cycle().map(|&b| match b {
         u8::MAX => usize::MAX,
         b => usize::from(b % 64) + 1,
