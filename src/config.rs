@@ -72,6 +72,8 @@ pub struct EdgeSettings {
     pub header_read_timeout: Duration,
     /// A kept-alive connection with no request in progress is closed after this.
     pub idle_timeout: Duration,
+    /// A request's body must arrive whole within this, counted from the end of its head (408).
+    pub body_read_timeout: Duration,
     /// Connections served at once; more wait, unaccepted, in the listen backlog.
     pub max_connections: usize,
     /// Addresses of the proxies in front of the gateway (IPs or CIDR blocks). Only connections
@@ -85,6 +87,7 @@ impl Default for EdgeSettings {
         EdgeSettings {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
+            body_read_timeout: Duration::from_secs(60),
             max_connections: 4096,
             trusted_proxies: Vec::new(),
         }
@@ -115,6 +118,9 @@ impl EdgeSettings {
         }
         if let Some(timeout) = seconds("MODELROUTER_IDLE_TIMEOUT_SECS")? {
             settings.idle_timeout = timeout;
+        }
+        if let Some(timeout) = seconds("MODELROUTER_BODY_READ_TIMEOUT_SECS")? {
+            settings.body_read_timeout = timeout;
         }
         if let Some(max) = var("MODELROUTER_MAX_CONNECTIONS") {
             settings.max_connections = max

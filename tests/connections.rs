@@ -245,3 +245,28 @@ async fn shutdown_lets_a_stream_in_progress_finish() {
     mock.stop();
     drop(store);
 }
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_answered_408_at_the_body_deadline() {
+    // The head arrives whole, so the header deadline is met; the body then stops coming.
+    let body_timeout = Duration::from_millis(400);
+    let env = gateway(|s| {
+        s.edge.body_read_timeout = body_timeout;
+        s.edge.header_read_timeout = Duration::from_secs(30);
+        s.edge.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut tcp = TcpStream::connect(env.server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {KEY_AUTO}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"model\":"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let sent = Instant::now();
+    let (received, closed) = until_closed(&mut tcp).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("did not arrive in time"), "{text}");
+    assert!(closed - sent >= body_timeout);
+    env.finish().await;
+}

@@ -29,6 +29,8 @@ pub enum ApiError {
     InsufficientBalance,
     #[error("The request body is larger than {0} bytes.")]
     BodyTooLarge(usize),
+    #[error("The request body did not arrive in time.")]
+    BodyTimeout,
     #[error("The model '{0}' has no available upstream right now.")]
     NoRoute(String),
     #[error("{}", upstream_message(.0))]
@@ -68,6 +70,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NoRoute(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(error) => match error {
                 error if error.is_platform_fault() => StatusCode::BAD_GATEWAY,
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => ("invalid_request_error", None),
             ApiError::InsufficientBalance => ("insufficient_quota", Some("insufficient_quota")),
             ApiError::BodyTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
+            ApiError::BodyTimeout => ("invalid_request_error", Some("request_timeout")),
             ApiError::NotFound => ("invalid_request_error", Some("unknown_url")),
             ApiError::Upstream(UpstreamError::Status { status: 429, .. }) => {
                 ("rate_limit_exceeded", Some("rate_limit_exceeded"))

@@ -5,6 +5,7 @@
 //! catalog, routes and allowances are in memory; metering is handed to the batched appender.
 
 mod auth;
+pub(crate) mod body_deadline;
 mod caller;
 mod count_tokens;
 mod error;
@@ -140,6 +141,8 @@ async fn edge(State(state): State<Arc<AppState>>, mut request: Request, next: Ne
         client_ip: caller.ip_text(),
     });
     request.extensions_mut().insert(caller);
+    let request =
+        request.map(|body| body_deadline::limit(body, state.settings.edge.body_read_timeout));
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         // OpenAI and DashScope clients read `x-request-id`; Anthropic's read `request-id`.

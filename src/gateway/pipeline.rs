@@ -91,6 +91,8 @@ pub fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Resul
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::BodyTooLarge(state.settings.max_body_bytes)
+        } else if super::body_deadline::passed(&rejection) {
+            ApiError::BodyTimeout
         } else {
             ApiError::BadRequest {
                 message: format!("The request body could not be read: {rejection}"),
