@@ -14,6 +14,7 @@ mod keys;
 pub(crate) mod login;
 pub(crate) mod models;
 mod openapi;
+mod receipts;
 pub(crate) mod recharge;
 mod referral;
 mod scope;
@@ -114,13 +115,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/portal/recharge/orders/{id}", get(recharge::order_page))
         .route(
             "/portal/recharge/orders/{id}/receipt",
-            get(recharge::receipt_page),
+            get(receipts::receipt_page),
         )
         .route(
             "/portal/recharge/orders/{id}/receipt.pdf",
-            get(recharge::receipt_pdf),
+            get(receipts::receipt_pdf),
         )
-        .route("/receipts/verify", get(recharge::verify_page))
+        .route("/receipts/verify", get(receipts::verify_page))
         .route("/r/{code}", get(referral::link))
         .route(
             "/portal/recharge/sandbox/{id}",
@@ -158,7 +159,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/portal/recharge/orders/{id}", get(recharge::api_order))
         .route("/api/portal/recharge/redeem", post(recharge::api_redeem))
-        .route("/api/portal/receipts/verify", get(recharge::api_verify))
+        .route("/api/portal/receipts/verify", get(receipts::api_verify))
         .layer(middleware::from_fn(error::render_json_errors));
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal") }))

@@ -5,7 +5,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, dashboard, keys, models, recharge, statements, usage, verification};
+use super::{
+    account, dashboard, keys, models, receipts, recharge, statements, usage, verification,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,7 +40,7 @@ micro-units of the platform currency. Errors are `{\"error\": {\"code\", \"messa
         recharge::api_order,
         recharge::api_place,
         recharge::api_redeem,
-        recharge::api_verify,
+        receipts::api_verify,
     ),
     components(schemas(keys::ScopeSpec)),
     modifiers(&SessionCookie),
