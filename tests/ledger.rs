@@ -14,28 +14,6 @@ use modelrouter_projections::sql::balances;
 use modelrouter_projections::{on_db, Db};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modelrouter");
-
-/// Runs the binary on the test's store; returns (exit code, stdout, stderr).
-async fn cli(store: &Store, args: &[&str]) -> (i32, String, String) {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .arg("--data-dir")
-        .arg(store.dir.path())
-        .env_remove("MODELROUTER_DATABASE_URL")
-        .env("MODELROUTER_MASTER_KEY", "11".repeat(32))
-        .env("MODELROUTER_LOG", "warn");
-    if let Some(url) = &store.url {
-        command.arg("--database-url").arg(url);
-    }
-    let output = command.args(args).output().await.unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 async fn execute(db: &Db, sql: &str, tenant: &str) {
     let affected = on_db!(db, pool => sqlx::query(sql).bind(tenant).execute(pool).await.unwrap().rows_affected());
     assert_eq!(affected, 1, "{sql}");

@@ -13,28 +13,7 @@ use common::*;
 use modelrouter_projections::{on_db, Db};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modelrouter");
 const ABSURD: &str = "9223372036854775807";
-
-/// Runs the binary on the test's store; returns (exit code, stdout, stderr).
-async fn cli(store: &Store, args: &[&str]) -> (i32, String, String) {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .arg("--data-dir")
-        .arg(store.dir.path())
-        .env_remove("MODELROUTER_DATABASE_URL")
-        .env("MODELROUTER_MASTER_KEY", "11".repeat(32))
-        .env("MODELROUTER_LOG", "error");
-    if let Some(url) = &store.url {
-        command.arg("--database-url").arg(url);
-    }
-    let output = command.args(args).output().await.unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 async fn event_count(db: &Db) -> i64 {
     on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")

@@ -52,6 +52,27 @@ impl Store {
     }
 }
 
+/// Runs the `modelrouter` binary on the test's store, as an operator would (the same master key
+/// as the test's replicas); returns (exit code, stdout, stderr).
+pub async fn cli(store: &Store, args: &[&str]) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelrouter"));
+    command
+        .arg("--data-dir")
+        .arg(store.dir.path())
+        .env_remove("MODELROUTER_DATABASE_URL")
+        .env("MODELROUTER_MASTER_KEY", "11".repeat(32))
+        .env("MODELROUTER_LOG", "warn");
+    if let Some(url) = &store.url {
+        command.arg("--database-url").arg(url);
+    }
+    let output = command.args(args).output().await.unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The stores every flow test runs against: SQLite always, PostgreSQL when configured.
 pub async fn stores() -> Vec<Store> {
     let mut stores = vec![Store {
