@@ -27,6 +27,16 @@ pub struct Settings {
     pub stream_ping_every: Duration,
     pub metering_flush: Duration,
     pub metering_batch: usize,
+    /// How often the metering spool is fsynced: what a power loss can lose at most (zero:
+    /// every record is fsynced before its answer ends).
+    pub spool_fsync_every: Duration,
+    /// Past this many bytes of records not yet in the store, new calls are refused (503).
+    pub spool_max_backlog: u64,
+    /// The longest a call waits for the store when its allowance must be topped up; then it
+    /// is answered 503 with `Retry-After` rather than kept waiting.
+    pub store_wait: Duration,
+    /// Allowance a tenant's lease has not used for this long goes back to the account.
+    pub lease_idle_return: Duration,
     pub lease_chunk: Money,
     pub settle_every: Duration,
     pub tail_poll: Duration,
@@ -444,6 +454,42 @@ impl Settings {
         Ok(())
     }
 
+    /// The metering and allowance settings operators may change (docs/operations.md).
+    pub fn read_metering_env(&mut self) -> anyhow::Result<()> {
+        let number = |name: &str, at_least: u64| -> anyhow::Result<Option<u64>> {
+            env_var(name)
+                .map(|text| {
+                    text.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n >= at_least)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("{name} must be a whole number, at least {at_least}")
+                        })
+                })
+                .transpose()
+        };
+        if let Some(ms) = number("MODELROUTER_SPOOL_FSYNC_MS", 0)? {
+            self.spool_fsync_every = Duration::from_millis(ms);
+        }
+        if let Some(mb) = number("MODELROUTER_SPOOL_MAX_MB", 1)? {
+            self.spool_max_backlog = mb.saturating_mul(1 << 20);
+        }
+        if let Some(ms) = number("MODELROUTER_STORE_WAIT_MS", 1)? {
+            self.store_wait = Duration::from_millis(ms);
+        }
+        if let Some(secs) = number("MODELROUTER_LEASE_IDLE_SECS", 1)? {
+            self.lease_idle_return = Duration::from_secs(secs);
+        }
+        if let Some(secs) = number("MODELROUTER_LEASE_RECLAIM_SECS", 1)? {
+            self.lease_reclaim_after = Duration::from_secs(secs);
+        }
+        if let Some(ms) = number("MODELROUTER_SETTLE_MS", 10)? {
+            self.settle_every = Duration::from_millis(ms);
+        }
+        Ok(())
+    }
+
     pub fn local(listen: SocketAddr, data_dir: PathBuf) -> Settings {
         Settings {
             listen,
@@ -457,6 +503,10 @@ impl Settings {
             stream_ping_every: Duration::from_secs(15),
             metering_flush: Duration::from_millis(50),
             metering_batch: 256,
+            spool_fsync_every: Duration::from_millis(100),
+            spool_max_backlog: 1 << 30,
+            store_wait: Duration::from_millis(800),
+            lease_idle_return: Duration::from_secs(10),
             lease_chunk: Money(1_000_000),
             settle_every: Duration::from_secs(2),
             tail_poll: Duration::from_millis(250),

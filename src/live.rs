@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use modelrouter_projections::live::concerns_live_view;
+use modelrouter_projections::live::LIVE_TYPES;
 use modelrouter_projections::sql::{self, Projection};
-use modelrouter_projections::{Db, LiveView, TailPosition};
+use modelrouter_projections::{Db, LiveView, TailPosition, Types};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -20,9 +20,12 @@ const OWN_WRITE_WAIT: Duration = Duration::from_secs(5);
 /// The shared, swappable view plus what readiness needs to know.
 pub struct Live {
     view: ArcSwap<LiveView>,
-    /// How far the tail has read; ahead of the view's own position when the newest events did
-    /// not concern the view (metering, balances).
+    /// How far the tail has read (of the live view's aggregate types).
     position: std::sync::Mutex<TailPosition>,
+    /// The newest live-view event committed before this replica started ([`Live::start`]):
+    /// until the view has applied it the replica is not ready — it might not know a key, a
+    /// tenant or a route everyone else already sees.
+    start_target: std::sync::Mutex<Option<TailPosition>>,
     caught_up: AtomicBool,
     changed: Notify,
 }
@@ -32,6 +35,7 @@ impl Default for Live {
         Live {
             view: ArcSwap::from_pointee(LiveView::default()),
             position: std::sync::Mutex::new(TailPosition::default()),
+            start_target: std::sync::Mutex::new(None),
             caught_up: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -48,33 +52,58 @@ impl Live {
     pub fn position(&self) -> TailPosition {
         *self.position.lock().unwrap_or_else(|e| e.into_inner())
     }
+    /// Whether the view has applied every live-view event committed before the replica
+    /// started: what readiness waits for.
     pub fn caught_up(&self) -> bool {
         self.caught_up.load(Ordering::Acquire)
     }
 
-    /// Reads every event after the view's position and applies it. Returns how many were read.
+    /// Notes the newest live-view event committed now, then reads the log up to it — waiting a
+    /// few seconds at most for a transaction of this database still open before it (the
+    /// tailer goes on from there). Until the view has applied that event,
+    /// [`Live::caught_up`] is false.
+    pub async fn start(&self, db: &Db) -> Result<usize, sqlx::Error> {
+        let target = db.committed_head_of(Types::Only(LIVE_TYPES)).await?;
+        *self.start_target.lock().unwrap_or_else(|e| e.into_inner()) = Some(target);
+        let deadline = tokio::time::Instant::now() + OWN_WRITE_WAIT;
+        let mut pause = Duration::from_millis(1);
+        let mut total = 0;
+        loop {
+            total += self.catch_up(db).await?;
+            if self.caught_up() || tokio::time::Instant::now() >= deadline {
+                return Ok(total);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Reads every live-view event after the view's position and applies it. Returns how many
+    /// were read.
     pub async fn catch_up(&self, db: &Db) -> Result<usize, sqlx::Error> {
         let mut total = 0;
         loop {
-            let events = db.read_events(self.position(), BATCH).await?;
+            let events = db
+                .read_events_of(Types::Only(LIVE_TYPES), self.position(), BATCH)
+                .await?;
             let Some(last) = events.last().map(|e| e.tail_position()) else {
                 break;
             };
             total += events.len();
-            // Copy the view only when the batch changes it; metering events never do.
-            if events.iter().any(|e| concerns_live_view(&e.aggregate_type)) {
-                let mut next = (*self.view.load_full()).clone();
-                for event in &events {
-                    next.apply(event);
-                }
-                self.view.store(Arc::new(next));
+            let mut next = (*self.view.load_full()).clone();
+            for event in &events {
+                next.apply(event);
             }
+            self.view.store(Arc::new(next));
             *self.position.lock().unwrap_or_else(|e| e.into_inner()) = last;
             if (events.len() as i64) < BATCH {
                 break;
             }
         }
-        self.caught_up.store(true, Ordering::Release);
+        let target = *self.start_target.lock().unwrap_or_else(|e| e.into_inner());
+        if target.is_none_or(|target| self.position() >= target) {
+            self.caught_up.store(true, Ordering::Release);
+        }
         self.changed.notify_waiters();
         Ok(total)
     }

@@ -205,6 +205,7 @@ enum LedgerCommand {
 fn settings(cli: &Cli, listen: SocketAddr) -> anyhow::Result<Settings> {
     let mut settings = Settings::local(listen, cli.data_dir.clone());
     settings.read_account_env()?;
+    settings.read_metering_env()?;
     settings.database_url = cli.database_url.clone().filter(|u| !u.is_empty());
     settings.master_key = std::env::var("MODELROUTER_MASTER_KEY")
         .ok()

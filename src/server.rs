@@ -1,6 +1,7 @@
-//! Starting and stopping a gateway replica: open and migrate the store, replay the log into
-//! memory, start the tailer, settler and metering appender, serve, and on shutdown drain in
-//! order — in-flight requests, then metering, then allowance settlement and lease release.
+//! Starting and stopping a gateway replica: open and migrate the store, read what it needs into
+//! memory, open the metering spool (draining what a predecessor left and settling its leases),
+//! start the tailer, settler and recall watcher, serve, and on shutdown drain in order —
+//! in-flight requests, then metering, then allowance settlement and lease release.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::gateway::{self, AppState};
 use crate::live::{run_tailer, Live};
-use crate::store::{self, replicas, Appender, Commands, Db};
+use crate::store::{self, replicas, Commands, Db, Spool, SpoolSettings};
 
 mod connections;
 
@@ -51,9 +52,9 @@ impl Core {
             None => MasterKey::load_or_create(&settings.data_dir)?,
         };
         let live = Arc::new(Live::default());
-        live.catch_up(&db)
+        live.start(&db)
             .await
-            .context("cannot replay the event log")?;
+            .context("cannot read the event log")?;
         Ok(Core {
             commands: Arc::new(Commands::new(db.clone())),
             db,
@@ -89,10 +90,26 @@ pub async fn serve(
     let background = CancellationToken::new();
     // Load the tokenizer's tables now rather than in the first call that needs an estimate.
     tokio::task::spawn_blocking(|| crate::tokenizer::count("warm up"));
-    let (appender, appender_task) =
-        Appender::start(db.clone(), settings.metering_flush, settings.metering_batch);
     let node = format!("node-{}", uuid::Uuid::new_v4().simple());
-    let allowances = Allowances::new(node.clone(), settings.lease_chunk, commands.clone());
+    let allowances = Allowances::new(
+        node.clone(),
+        settings.lease_chunk,
+        commands.clone(),
+        settings.store_wait,
+    );
+    let counted = allowances.clone();
+    let (spool, mut spool_task) = Spool::start(
+        SpoolSettings {
+            dir: settings.data_dir.join("spool"),
+            fsync_every: settings.spool_fsync_every,
+            max_backlog: settings.spool_max_backlog,
+            flush_every: settings.metering_flush,
+            max_batch: settings.metering_batch,
+        },
+        &node,
+        db.clone(),
+        Box::new(move |calls| counted.recorded(calls)),
+    )?;
     // Say we are alive before taking any traffic, so no one reclaims the leases we are about to
     // take.
     let started_at = chrono::Utc::now().timestamp();
@@ -112,6 +129,20 @@ pub async fn serve(
         settings.tail_poll,
         background.clone(),
     ));
+    if let Some(recovered) = spool_task.recovered() {
+        tokio::spawn(settle_predecessor(
+            db.clone(),
+            allowances.clone(),
+            recovered,
+            background.clone(),
+        ));
+    }
+    let recalls = tokio::spawn(allowances.clone().watch_recalls(
+        db.clone(),
+        settings.tail_poll,
+        settings.lease_idle_return,
+        background.clone(),
+    ));
     let settler = tokio::spawn(settle_periodically(
         allowances.clone(),
         settings.settle_every,
@@ -128,7 +159,7 @@ pub async fn serve(
         live,
         allowances: allowances.clone(),
         commands,
-        appender,
+        spool,
         stripe: settings
             .payments
             .stripe
@@ -148,14 +179,15 @@ pub async fn serve(
 
     billing_stop.cancel();
     let _ = billing.await;
-    // In-flight requests are done; their metering records are queued. Close the queue and wait.
-    if tokio::time::timeout(Duration::from_secs(30), appender_task.drained())
-        .await
-        .is_err()
-    {
-        tracing::error!("metering did not drain within 30s");
+    // In-flight requests are done and their records are in the spool: drain it into the store.
+    if !spool_task.drained(Duration::from_secs(30)).await {
+        tracing::error!(
+            "metering records did not reach the store within 30s; they stay in the spool and \
+             are sent at the next start"
+        );
     }
     background.cancel();
+    let _ = recalls.await;
     let _ = settler.await;
     let _ = housekeeping.await;
     let _ = liveness.await;
@@ -165,6 +197,44 @@ pub async fn serve(
     }
     let _ = tailer.await;
     Ok(())
+}
+
+/// Once the records a predecessor left in the spool are in the store, settles and closes its
+/// leases (tried again until it works, or until shutdown).
+async fn settle_predecessor(
+    db: Db,
+    allowances: Arc<Allowances>,
+    recovered: tokio::sync::oneshot::Receiver<crate::store::spool::Recovered>,
+    shutdown: CancellationToken,
+) {
+    let recovered = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        recovered = recovered => match recovered {
+            Ok(recovered) => recovered,
+            Err(_) => return,
+        },
+    };
+    if recovered.previous_node.is_none() && recovered.leases.is_empty() {
+        return;
+    }
+    loop {
+        match allowances.reclaim_predecessor(&db, &recovered).await {
+            Ok(settled) => {
+                tracing::info!(
+                    previous = recovered.previous_node.as_deref().unwrap_or("-"),
+                    records = recovered.records,
+                    leases = settled,
+                    "settled the leases of the previous run on this data directory"
+                );
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "previous run's leases not settled yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 async fn settle_periodically(

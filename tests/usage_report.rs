@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::*;
-use modelrouter::store::{Appender, MeteringRecord};
+use modelrouter::store::{spool, MeteringRecord};
 use modelrouter_domain::inference::{Attempt, CallRecord, Usage};
 use modelrouter_domain::Money;
 use modelrouter_projections::sql::usage_report::{
@@ -96,18 +96,15 @@ fn record(
 /// The store with [`CALLS`] metered and projected into `usage_calls`.
 async fn seeded(store: &Store) -> Db {
     let db = store.core().await.db;
-    let (appender, task) = Appender::start(db.clone(), Duration::from_millis(5), 64);
-    for seed in CALLS {
-        appender
-            .send(MeteringRecord {
-                request_id: seed.0.into(),
-                client_ip: None,
-                record: record(seed),
-            })
-            .await;
-    }
-    drop(appender);
-    task.drained().await;
+    let records: Vec<MeteringRecord> = CALLS
+        .iter()
+        .map(|seed| MeteringRecord {
+            request_id: seed.0.into(),
+            client_ip: None,
+            record: record(*seed),
+        })
+        .collect();
+    spool::write(&db, &records).await.unwrap();
     projected(&db, CALLS.len()).await;
     db
 }
@@ -661,16 +658,12 @@ async fn provider_health_keeps_a_week_before_the_newest_call() {
             None,
             10,
         );
-        let (appender, task) = Appender::start(db.clone(), Duration::from_millis(5), 64);
-        appender
-            .send(MeteringRecord {
-                request_id: "old".into(),
-                client_ip: None,
-                record: record(old),
-            })
-            .await;
-        drop(appender);
-        task.drained().await;
+        let old = MeteringRecord {
+            request_id: "old".into(),
+            client_ip: None,
+            record: record(old),
+        };
+        spool::write(&db, &[old]).await.unwrap();
         projected(&db, CALLS.len() + 1).await;
         sql::catch_up(&db, Projection::ProviderHealth, 1000)
             .await

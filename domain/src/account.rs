@@ -81,6 +81,20 @@ pub enum AccountCommand {
     ReleaseAllowance {
         lease_id: String,
     },
+    /// Gives back part of a lease that its replica is not using (an idle lease, or one asked
+    /// for by another replica): the lease stays open with less.
+    ReturnAllowance {
+        lease_id: String,
+        amount: Money,
+    },
+    /// A replica cannot fit a call of `needed` in its lease, and the account's available
+    /// amount cannot either, while other leases hold allowance: asks them to give back what
+    /// they are not using. Refused (insufficient balance) when the whole balance cannot cover
+    /// `needed` or no other lease holds anything.
+    RecallAllowances {
+        lease_id: String,
+        needed: Money,
+    },
     /// Closes the lease of a replica that died: settles the calls it metered (totals counted
     /// from the log by another replica) and releases what it still held.
     ReclaimLease {
@@ -120,6 +134,16 @@ pub enum AccountEvent {
         lease_id: String,
         amount: Money,
     },
+    /// Part of a lease went back to the account; the lease stays open.
+    AllowanceReturned {
+        lease_id: String,
+        amount: Money,
+    },
+    /// The replica holding `by_lease` asked the others to give back unused allowance.
+    AllowanceRecalled {
+        by_lease: String,
+        needed: Money,
+    },
 }
 crate::domain_event!(AccountEvent, "1");
 
@@ -131,8 +155,11 @@ impl AccountEvent {
             AccountEvent::Credited { amount, .. }
             | AccountEvent::Adjusted { amount, .. }
             | AccountEvent::Refunded { amount, .. }
-            | AccountEvent::AllowanceGranted { amount, .. } => amount.is_within_max_amount(),
-            AccountEvent::UsageSettled { .. } | AccountEvent::AllowanceReleased { .. } => true,
+            | AccountEvent::AllowanceGranted { amount, .. }
+            | AccountEvent::AllowanceReturned { amount, .. } => amount.is_within_max_amount(),
+            AccountEvent::UsageSettled { .. }
+            | AccountEvent::AllowanceReleased { .. }
+            | AccountEvent::AllowanceRecalled { .. } => true,
         }
     }
 }
@@ -354,6 +381,31 @@ impl Aggregate for Account {
                     amount: *amount,
                 },
             },
+            AccountCommand::ReturnAllowance { lease_id, amount } => {
+                if !amount.is_positive() {
+                    return Err(DomainError::invalid("amount", "must be positive"));
+                }
+                // Never more than the lease still holds (a settlement may have used some).
+                let held = self.leases.get(&lease_id).copied().unwrap_or_default();
+                let amount = amount.min(held);
+                if !amount.is_positive() {
+                    return Ok(());
+                }
+                AccountEvent::AllowanceReturned { lease_id, amount }
+            }
+            AccountCommand::RecallAllowances { lease_id, needed } => {
+                let own = self.leases.get(&lease_id).copied().unwrap_or_default();
+                let others = self.outstanding() - own;
+                if !others.is_positive() || self.balance < needed {
+                    return Err(DomainError::InsufficientBalance {
+                        available: self.available(),
+                    });
+                }
+                AccountEvent::AllowanceRecalled {
+                    by_lease: lease_id,
+                    needed,
+                }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -409,6 +461,12 @@ impl Aggregate for Account {
             AccountEvent::AllowanceReleased { lease_id, .. } => {
                 self.leases.remove(&lease_id);
             }
+            AccountEvent::AllowanceReturned { lease_id, amount } => {
+                if let Some(held) = self.leases.get_mut(&lease_id) {
+                    *held = (*held - amount).max(Money::ZERO);
+                }
+            }
+            AccountEvent::AllowanceRecalled { .. } => {}
         }
     }
 }

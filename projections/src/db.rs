@@ -204,18 +204,32 @@ impl Db {
         on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
     }
 
-    /// Reads up to `limit` events after `after`, in log order. On PostgreSQL only events whose
-    /// transaction is older than every running one are returned (see migration 0002), so the
-    /// order never changes after it was read.
+    /// Reads up to `limit` events after `after`, in log order. On PostgreSQL only events a
+    /// tailer may read are returned ([`tail_bound`]), so the order never changes after it was
+    /// read.
     pub async fn read_events(
         &self,
         after: TailPosition,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        self.read_events_of(Types::All, after, limit).await
+    }
+
+    /// [`Db::read_events`] limited to some aggregate types: each projection reads only its
+    /// own, through an index, so none scans the bulk of the log (InferenceCall events) to
+    /// find them.
+    pub async fn read_events_of(
+        &self,
+        types: Types<'_>,
+        after: TailPosition,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         match self {
-            Db::Sqlite(pool) => read_events_sqlite(&mut *pool.acquire().await?, after, limit).await,
+            Db::Sqlite(pool) => {
+                read_events_sqlite(&mut *pool.acquire().await?, types, after, limit).await
+            }
             Db::Postgres(pool) => {
-                read_events_postgres(&mut *pool.acquire().await?, after, limit).await
+                read_events_postgres(&mut *pool.acquire().await?, types, after, limit).await
             }
         }
     }
@@ -389,91 +403,203 @@ impl Db {
 
     /// The position of the newest event a tailer could read now.
     pub async fn head(&self) -> Result<TailPosition, sqlx::Error> {
-        self.newest(true).await
+        self.newest(Types::All, true).await
     }
 
     /// The position of the newest committed event. On PostgreSQL a tailer may not read it yet
-    /// while older transactions are still open (migration 0002): this is what a read of one's
-    /// own writes waits for.
+    /// while an older transaction of this database is still open (migration 0014): this is
+    /// what a read of one's own writes waits for.
     pub async fn committed_head(&self) -> Result<TailPosition, sqlx::Error> {
-        self.newest(false).await
+        self.newest(Types::All, false).await
     }
 
-    async fn newest(&self, readable_only: bool) -> Result<TailPosition, sqlx::Error> {
+    /// [`Db::committed_head`] among some aggregate types: where a projection that reads only
+    /// those types stands once it has applied everything committed.
+    pub async fn committed_head_of(&self, types: Types<'_>) -> Result<TailPosition, sqlx::Error> {
+        self.newest(types, false).await
+    }
+
+    /// [`Db::head`] among some aggregate types.
+    pub async fn head_of(&self, types: Types<'_>) -> Result<TailPosition, sqlx::Error> {
+        self.newest(types, true).await
+    }
+
+    async fn newest(
+        &self,
+        types: Types<'_>,
+        readable_only: bool,
+    ) -> Result<TailPosition, sqlx::Error> {
+        let mut newest = TailPosition::default();
+        // Only constant clauses and placeholders go into the SQL text.
+        let of_type = |filter: Option<&str>, first: usize| {
+            filter.map_or(String::new(), |_| format!("AND aggregate_type = ${first}"))
+        };
         match self {
             Db::Sqlite(pool) => {
-                let position: Option<i64> =
-                    sqlx::query_scalar("SELECT max(global_position) FROM events")
-                        .fetch_one(pool)
-                        .await?;
-                Ok(TailPosition {
-                    tx: 0,
-                    position: position.unwrap_or(0),
-                })
-            }
-            Db::Postgres(pool) => {
-                let horizon = if readable_only {
-                    "WHERE tx < pg_snapshot_xmin(pg_current_snapshot())"
-                } else {
-                    ""
-                };
-                // Only a constant clause goes into the SQL text.
-                let sql = format!(
-                    "SELECT tx::text::bigint AS tx, global_position FROM events {horizon}
-                      ORDER BY tx DESC, global_position DESC LIMIT 1"
-                );
-                let row = sqlx::query(&sql).fetch_optional(pool).await?;
-                match row {
-                    None => Ok(TailPosition::default()),
-                    Some(row) => Ok(TailPosition {
-                        tx: row.try_get("tx")?,
-                        position: row.try_get("global_position")?,
-                    }),
+                for filter in types.each() {
+                    let sql = format!(
+                        "SELECT 0 AS tx, global_position FROM events WHERE 1 = 1 {}
+                          ORDER BY global_position DESC LIMIT 1",
+                        of_type(filter, 1)
+                    );
+                    let mut query = sqlx::query(&sql);
+                    if let Some(aggregate_type) = filter {
+                        query = query.bind(aggregate_type);
+                    }
+                    let row = query.fetch_optional(pool).await?;
+                    if let Some(row) = row {
+                        newest = newest.max(tail_position_of(&row)?);
+                    }
                 }
             }
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                let bound = match readable_only {
+                    true => tail_bound(&mut conn).await?,
+                    false => i64::MAX,
+                };
+                for filter in types.each() {
+                    let sql = format!(
+                        "SELECT tx::text::bigint AS tx, global_position FROM events
+                          WHERE events.tx < $1::text::xid8 {}
+                          ORDER BY events.tx DESC, events.global_position DESC LIMIT 1",
+                        of_type(filter, 2)
+                    );
+                    let mut query = sqlx::query(&sql).bind(bound);
+                    if let Some(aggregate_type) = filter {
+                        query = query.bind(aggregate_type);
+                    }
+                    let row = query.fetch_optional(&mut *conn).await?;
+                    if let Some(row) = row {
+                        newest = newest.max(tail_position_of(&row)?);
+                    }
+                }
+            }
+        }
+        Ok(newest)
+    }
+}
+
+/// Which aggregate types a read of the log is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Types<'a> {
+    All,
+    Only(&'a [&'a str]),
+}
+
+impl<'a> Types<'a> {
+    /// One filter per type (None: no filter), so each query walks one index range in order.
+    fn each(self) -> Vec<Option<&'a str>> {
+        match self {
+            Types::All => vec![None],
+            Types::Only(types) => types.iter().map(|t| Some(*t)).collect(),
         }
     }
 }
 
-/// [`Db::read_events`] on a given SQLite connection (a projection's own transaction).
-pub(crate) async fn read_events_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    after: TailPosition,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query(concat!(
-        sqlite_select_events!(),
-        " WHERE global_position > $1 ORDER BY global_position LIMIT $2"
-    ))
-    .bind(after.position)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(stored_event)
-    .collect()
+fn tail_position_of<R>(row: &R) -> Result<TailPosition, sqlx::Error>
+where
+    R: Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(TailPosition {
+        tx: row.try_get("tx")?,
+        position: row.try_get("global_position")?,
+    })
 }
 
-/// [`Db::read_events`] on a given PostgreSQL connection (a projection's own transaction).
-pub(crate) async fn read_events_postgres(
-    conn: &mut sqlx::PgConnection,
+/// The transaction id below which every event of this database is committed (or rolled back)
+/// and visible: the oldest running transaction of this database that has written anything,
+/// else the next transaction id (migration 0014). Transactions in other databases on the same
+/// server never hold it back. It must be taken in a statement *before* the read it bounds.
+async fn tail_bound(conn: &mut sqlx::PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT modelrouter_tail_bound()::text::bigint")
+        .fetch_one(conn)
+        .await
+}
+
+/// The SQL of one tail read: per type, the next `limit` events after a position, walked in
+/// index order and merged — never a sort of everything after the position. Parameters:
+/// PostgreSQL `$1` tx, `$2` position, `$3` limit, `$4` the tail bound, types from `$5`;
+/// SQLite `$1` position, `$2` limit, types from `$3`.
+fn tail_sql(select: &str, types: Types<'_>, postgres: bool) -> String {
+    let (after, order, limit, first_type) = if postgres {
+        (
+            "(events.tx, events.global_position) > ($1::text::xid8, $2) \
+             AND events.tx < $4::text::xid8",
+            "ORDER BY events.tx, events.global_position",
+            "$3",
+            5,
+        )
+    } else {
+        (
+            "events.global_position > $1",
+            "ORDER BY events.global_position",
+            "$2",
+            3,
+        )
+    };
+    // Only constant clauses and placeholders go into the SQL text.
+    match types {
+        Types::All => format!("{select} WHERE {after} {order} LIMIT {limit}"),
+        Types::Only(types) => {
+            let parts: Vec<String> = (0..types.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM ({select} WHERE aggregate_type = ${} AND {after} {order} \
+                         LIMIT {limit}) AS part{i}",
+                        i + first_type
+                    )
+                })
+                .collect();
+            format!(
+                "SELECT * FROM ({}) AS merged ORDER BY tx, global_position LIMIT {limit}",
+                parts.join(" UNION ALL ")
+            )
+        }
+    }
+}
+
+/// [`Db::read_events_of`] on a given SQLite connection (a projection's own transaction).
+/// SQLite has one writer at a time, so rowid order is commit order: no bound is needed.
+pub(crate) async fn read_events_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    types: Types<'_>,
     after: TailPosition,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query(concat!(
-        pg_select_events!(),
-        " WHERE (tx, global_position) > ($1::text::xid8, $2)
-            AND tx < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY tx, global_position LIMIT $3"
-    ))
-    .bind(after.tx)
-    .bind(after.position)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(stored_event)
-    .collect()
+    let sql = tail_sql(sqlite_select_events!(), types, false);
+    let mut query = sqlx::query(&sql).bind(after.position).bind(limit);
+    if let Types::Only(types) = types {
+        for aggregate_type in types {
+            query = query.bind(*aggregate_type);
+        }
+    }
+    query.fetch_all(conn).await?.iter().map(stored_event).collect()
+}
+
+/// [`Db::read_events_of`] on a given PostgreSQL connection (a projection's own transaction):
+/// only events below the tail bound, in `(tx, global_position)` order.
+pub(crate) async fn read_events_postgres(
+    conn: &mut sqlx::PgConnection,
+    types: Types<'_>,
+    after: TailPosition,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let bound = tail_bound(&mut *conn).await?;
+    let sql = tail_sql(pg_select_events!(), types, true);
+    let mut query = sqlx::query(&sql)
+        .bind(after.tx)
+        .bind(after.position)
+        .bind(limit)
+        .bind(bound);
+    if let Types::Only(types) = types {
+        for aggregate_type in types {
+            query = query.bind(*aggregate_type);
+        }
+    }
+    query.fetch_all(conn).await?.iter().map(stored_event).collect()
 }
 
 fn stored_event<R>(row: &R) -> Result<StoredEvent, sqlx::Error>

@@ -7,5 +7,5 @@ pub mod db;
 pub mod live;
 pub mod sql;
 
-pub use db::{Db, EventFilter, StoredEvent, TailPosition};
+pub use db::{Db, EventFilter, StoredEvent, TailPosition, Types};
 pub use live::LiveView;

@@ -176,18 +176,21 @@ pub struct LiveView {
     pub agents: HashMap<String, AgentEntry>,
 }
 
+/// The aggregate types the live view is built from; it reads only these (never the metering
+/// and balance events that make up the bulk of the log).
+pub const LIVE_TYPES: &[&str] = &[
+    types::TENANT,
+    types::API_KEY,
+    types::CATALOG_MODEL,
+    types::ROUTE,
+    types::PROVIDER,
+    types::OPERATOR,
+    types::AGENT,
+];
+
 /// Whether an event changes the live view at all (metering and balances do not).
 pub fn concerns_live_view(aggregate_type: &str) -> bool {
-    matches!(
-        aggregate_type,
-        types::TENANT
-            | types::API_KEY
-            | types::CATALOG_MODEL
-            | types::ROUTE
-            | types::PROVIDER
-            | types::OPERATOR
-            | types::AGENT
-    )
+    LIVE_TYPES.contains(&aggregate_type)
 }
 
 fn decode<E: DeserializeOwned>(event: &StoredEvent) -> Option<E> {

@@ -37,6 +37,14 @@ pub enum ApiError {
     Upstream(UpstreamError),
     #[error("Not found.")]
     NotFound,
+    /// The balance could not be checked: the store is unreachable (and the replica's
+    /// allowance cannot cover the call). Nothing was charged.
+    #[error("The service is temporarily unavailable; retry shortly.")]
+    StoreUnavailable,
+    /// The call's usage record could not be kept (a failing disk, or too many records waiting
+    /// for the store): the call is not served, or not completed, and nothing is charged.
+    #[error("The service is temporarily unable to record usage; retry shortly.")]
+    Unrecorded,
     #[error("The gateway failed to handle the request.")]
     Internal,
 }
@@ -71,7 +79,9 @@ impl ApiError {
             ApiError::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::NoRoute(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoRoute(_) | ApiError::StoreUnavailable | ApiError::Unrecorded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Upstream(error) => match error {
                 error if error.is_platform_fault() => StatusCode::BAD_GATEWAY,
                 UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -99,6 +109,9 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
             ApiError::BodyTimeout => ("invalid_request_error", Some("request_timeout")),
             ApiError::NotFound => ("invalid_request_error", Some("unknown_url")),
+            ApiError::StoreUnavailable | ApiError::Unrecorded => {
+                ("server_error", Some("service_unavailable"))
+            }
             ApiError::Upstream(UpstreamError::Status { status: 429, .. }) => {
                 ("rate_limit_exceeded", Some("rate_limit_exceeded"))
             }
@@ -122,6 +135,15 @@ impl ApiError {
                 | StatusCode::SERVICE_UNAVAILABLE
                 | StatusCode::GATEWAY_TIMEOUT
         )
+    }
+
+    /// Seconds after which a retry may succeed (`Retry-After`), for errors that pass by
+    /// themselves.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ApiError::StoreUnavailable | ApiError::Unrecorded => Some(1),
+            _ => None,
+        }
     }
 
     /// The error as an in-band stream payload (`data: {"error":…}`), for failures after the
@@ -159,6 +181,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert("x-should-retry", HeaderValue::from_static(retry));
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(seconds));
+        }
         response
     }
 }

@@ -25,14 +25,23 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
             Json(json!({"status": "unavailable", "reason": reason})),
         )
     };
-    let head = match tokio::time::timeout(std::time::Duration::from_secs(2), state.db.head()).await
+    let live_types = modelrouter_projections::Types::Only(modelrouter_projections::live::LIVE_TYPES);
+    let head = match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.db.head_of(live_types),
+    )
+    .await
     {
         Ok(Ok(head)) => head,
         Ok(Err(error)) => return unavailable(format!("event store: {error}")),
         Err(_) => return unavailable("event store did not answer within 2s".into()),
     };
     if !state.live.caught_up() {
-        return unavailable("projections are still replaying the event log".into());
+        return unavailable(
+            "the in-memory view has not yet applied every key, tenant, model and route \
+             committed before this replica started"
+                .into(),
+        );
     }
     match failures::unacknowledged(&state.db).await {
         Ok(failures) if failures.is_empty() => {}
@@ -76,7 +85,7 @@ mod tests {
     use crate::config::Settings;
     use crate::crypto::MasterKey;
     use crate::live::Live;
-    use crate::store::{self, Appender, Commands};
+    use crate::store::{self, Commands, Spool, SpoolSettings};
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
@@ -100,15 +109,26 @@ mod tests {
             .await
             .unwrap();
         let commands = Arc::new(Commands::new(db.clone()));
-        let (appender, _task) =
-            Appender::start(db.clone(), std::time::Duration::from_millis(10), 8);
+        let settings = SpoolSettings {
+            dir: dir.path().join("spool"),
+            fsync_every: std::time::Duration::from_millis(10),
+            max_backlog: 1 << 20,
+            flush_every: std::time::Duration::from_millis(10),
+            max_batch: 8,
+        };
+        let (spool, _task) = Spool::start(settings, "n", db.clone(), Box::new(|_| {})).unwrap();
         let settings = Settings::local(([127, 0, 0, 1], 0).into(), dir.path().to_path_buf());
         let state = Arc::new(AppState {
             db: db.clone(),
             live: Arc::new(Live::default()),
-            allowances: Allowances::new("n".into(), modelrouter_domain::Money(1), commands.clone()),
+            allowances: Allowances::new(
+                "n".into(),
+                modelrouter_domain::Money(1),
+                commands.clone(),
+                std::time::Duration::from_millis(800),
+            ),
             commands,
-            appender,
+            spool,
             stripe: None,
             http: reqwest::Client::new(),
             master_key: MasterKey::parse(&"33".repeat(32)).unwrap(),
@@ -118,7 +138,7 @@ mod tests {
         let (status, body) = ready_of(state.clone()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(
-            body["reason"].as_str().unwrap().contains("replaying"),
+            body["reason"].as_str().unwrap().contains("not yet applied"),
             "{body}"
         );
 

@@ -66,6 +66,11 @@ impl Inbound {
         response
             .headers_mut()
             .insert("x-should-retry", HeaderValue::from_static(retry));
+        if let Some(seconds) = error.retry_after() {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(seconds));
+        }
         response
     }
 

@@ -1,5 +1,6 @@
-//! Metering one call: normalized usage → cost from the catalog price → the hold replaced by the
-//! charge → an InferenceCall event handed to the batched appender.
+//! Metering one call: normalized usage → cost from the catalog price → the record made durable
+//! in the metering spool (which drains it into the event store) → the hold replaced by the
+//! charge.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,8 +105,15 @@ pub fn cost_of(pricing: &Pricing, usage: &Usage) -> Money {
     })
 }
 
+/// The call's record could not be made durable: the call was not charged, and its answer must
+/// not be completed.
+#[derive(Debug)]
+pub struct Unrecorded;
+
 impl Meter {
-    pub async fn finish(self, outcome: Outcome) {
+    /// Records the call, then charges it. Callers await this before the last byte of the
+    /// answer goes out, so that no answered call goes unrecorded.
+    pub async fn finish(self, outcome: Outcome) -> Result<(), Unrecorded> {
         let (status, ttft_ms) = (outcome.status, outcome.ttft_ms);
         let usage = if outcome.usage.is_none() && !outcome.delivered.is_empty() {
             // Tokenizing is CPU work: off the async workers.
@@ -120,7 +128,6 @@ impl Meter {
             billable_usage(&outcome, &self.request_body)
         };
         let cost = cost_of(&self.pricing, &usage);
-        self.hold.charge(cost);
         let lease_id = self.state.allowances.lease_of(&self.tenant_id);
         let record = CallRecord {
             tenant_id: self.tenant_id,
@@ -139,13 +146,25 @@ impl Meter {
             lease_id: Some(lease_id),
             rollout: self.rollout,
         };
-        self.state
-            .appender
-            .send(MeteringRecord {
-                request_id: self.request_id,
-                client_ip: self.client_ip,
-                record,
-            })
-            .await;
+        let item = MeteringRecord {
+            request_id: self.request_id,
+            client_ip: self.client_ip,
+            record,
+        };
+        match self.state.spool.append(&item).await {
+            Ok(()) => {
+                self.hold.charge(cost);
+                Ok(())
+            }
+            Err(error) => {
+                // The hold is dropped: released, not charged.
+                tracing::error!(
+                    %error,
+                    request_id = item.request_id,
+                    "the call's record could not be kept; its answer is withheld and nothing is charged"
+                );
+                Err(Unrecorded)
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! DashScope): auth → scope → allowance → route → upstream → meter.
 //!
 //! Architecture invariant: nothing here waits on the database per request. Keys, scopes,
-//! catalog, routes and allowances are in memory; metering is handed to the batched appender.
+//! catalog, routes and allowances are in memory; metering goes through the spool.
 
 mod auth;
 pub(crate) mod body_deadline;
@@ -36,7 +36,7 @@ use crate::allowance::Allowances;
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::live::Live;
-use crate::store::{Appender, Commands, Db};
+use crate::store::{Commands, Db, Spool};
 
 /// Everything a request handler may need, built once at startup.
 pub struct AppState {
@@ -45,7 +45,8 @@ pub struct AppState {
     pub allowances: Arc<Allowances>,
     /// The command bus, for the portals' writes (the inference path never waits on it).
     pub commands: Arc<Commands>,
-    pub appender: Appender,
+    /// The metering spool every call's record goes through.
+    pub spool: Spool,
     /// Stripe Checkout, when configured.
     pub stripe: Option<crate::payments::stripe::Stripe>,
     pub http: reqwest::Client,

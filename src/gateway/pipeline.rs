@@ -170,15 +170,20 @@ async fn run(
         output: output_limit.saturating_mul(u64::from(request.n.unwrap_or(1).max(1))),
         ..BillableTokens::default()
     });
+    // Calls that could not be recorded are not served: records wait for the store in the
+    // spool, and past its bound (or on a failing disk) new calls are refused.
+    if state.spool.is_full() {
+        return Err(fail(ApiError::Unrecorded));
+    }
     let hold = state
         .allowances
         .hold(&key.tenant_id, hold_amount)
         .await
         .map_err(|error| match error {
             AllowanceError::Insufficient => fail(ApiError::InsufficientBalance),
-            AllowanceError::Store(message) => {
-                tracing::error!(message, "allowance lease failed");
-                fail(ApiError::Internal)
+            AllowanceError::Unavailable(message) => {
+                tracing::warn!(message, "allowance lease unavailable; call refused");
+                fail(ApiError::StoreUnavailable)
             }
         })?;
     // The client's own JSON is needed only to relay it to an upstream of the same protocol.
@@ -282,7 +287,7 @@ async fn run(
             // The request cannot be expressed for this upstream: say so, don't retry.
             Err(Failure::Request(error)) => {
                 let status = error.status().as_u16();
-                meter.finish(failed_outcome(status)).await;
+                let _ = meter.finish(failed_outcome(status)).await;
                 return Err(fail(error));
             }
             Err(Failure::Upstream(error)) => {
@@ -307,7 +312,7 @@ async fn run(
     }
     let Some((answer, protocol)) = answered else {
         let error = ApiError::Upstream(last_error);
-        meter.finish(failed_outcome(error.status().as_u16())).await;
+        let _ = meter.finish(failed_outcome(error.status().as_u16())).await;
         return Err(fail(error));
     };
     let relayed = same_dialect(&inbound, protocol);
@@ -363,19 +368,22 @@ async fn run(
                     }
                     Err(error) => {
                         let error = ApiError::Upstream(error);
-                        meter.finish(failed_outcome(error.status().as_u16())).await;
+                        let _ = meter.finish(failed_outcome(error.status().as_u16())).await;
                         return Err(fail(error));
                     }
                 }
             };
             let ttft_ms = Some(meter.started.elapsed().as_millis() as u64);
-            // Metering is handed off: the response never waits for the appender's queue.
-            tokio::spawn(meter.finish(Outcome {
-                status: 200,
-                usage,
-                delivered: Default::default(),
-                ttft_ms,
-            }));
+            // The record is durable before the answer leaves (a group-committed spool write).
+            meter
+                .finish(Outcome {
+                    status: 200,
+                    usage,
+                    delivered: Default::default(),
+                    ttft_ms,
+                })
+                .await
+                .map_err(|_| fail(ApiError::Unrecorded))?;
             let overhead = before_upstream + upstream_done.elapsed();
             let mut response = (StatusCode::OK, Body::from(encoded.to_string())).into_response();
             let headers = response.headers_mut();

@@ -175,14 +175,20 @@ async fn next_chunk(
     }
 }
 
-/// Starts streaming `upstream` and returns the response body. Metering happens when the stream
-/// ends — completed, broken, or abandoned by the client — after the body is closed.
+/// Records a stream's outcome before its last frames go out; false when it could not be
+/// recorded (the answer is then ended with an error instead).
+type Record = Box<dyn FnOnce(Outcome) -> futures::future::BoxFuture<'static, bool> + Send>;
+
+/// Starts streaming `upstream` and returns the response body. The call is metered when the
+/// stream ends — completed, broken, or abandoned by the client — and its record is durable
+/// before the terminal event (the end of the body) reaches the client.
 pub fn relay(upstream: UpstreamStream, plan: StreamPlan, meter: Meter) -> Body {
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(async move {
-        let outcome = pump(upstream, plan, meter.started, sender).await;
-        meter.finish(outcome).await;
+    let started = meter.started;
+    let record: Record = Box::new(move |outcome| {
+        Box::pin(async move { meter.finish(outcome).await.is_ok() })
     });
+    tokio::spawn(pump(upstream, plan, started, sender, record));
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver
             .recv()
@@ -230,14 +236,17 @@ impl Tally {
     }
 }
 
-/// Sends the stream's frames to the client and returns how the call went. The client's body
-/// ends when this returns (the sender is dropped), before the caller meters the outcome.
+/// Sends the stream's frames to the client. The frames that end the stream — the upstream's
+/// own end (`[DONE]`, `message_stop`, DashScope's last event), the encoder's closing frames, an
+/// error — are held back until `record` has made the call's record durable; if it cannot, the
+/// stream ends with an error instead, and the call is not charged.
 async fn pump(
     upstream: UpstreamStream,
     mut plan: StreamPlan,
     started: std::time::Instant,
     sender: mpsc::Sender<Bytes>,
-) -> Outcome {
+    record: Record,
+) {
     let mut tally = Tally {
         outcome: Outcome {
             status: 200,
@@ -255,17 +264,21 @@ async fn pump(
     let mut client_gone = false;
     let mut failure: Option<ApiError> = None;
     let mut pending = first;
+    // The frames of the event that ended the stream, held until the call is recorded.
+    let mut last_frames = Vec::new();
     'read: loop {
         // Events read while the stream was checked come first.
         for event in std::mem::take(&mut pending) {
-            for frame in handle_event(&mut plan, &mut tally, &event) {
+            let frames = handle_event(&mut plan, &mut tally, &event);
+            if tally.outcome.status != 200 || plan.decoder.done() {
+                last_frames = frames;
+                break 'read;
+            }
+            for frame in frames {
                 if sender.send(Bytes::from(frame)).await.is_err() {
                     client_gone = true;
                     break 'read;
                 }
-            }
-            if tally.outcome.status != 200 || plan.decoder.done() {
-                break 'read;
             }
         }
         let chunk = match next_chunk(&mut bytes, plan.idle_timeout, plan.ping_every, &sender).await
@@ -290,19 +303,20 @@ async fn pump(
         };
         for event in parser.feed(&chunk) {
             let frames = handle_event(&mut plan, &mut tally, &event);
+            if tally.outcome.status != 200 || plan.decoder.done() {
+                last_frames = frames;
+                break 'read;
+            }
             for frame in frames {
                 if sender.send(Bytes::from(frame)).await.is_err() {
                     client_gone = true;
                     break 'read;
                 }
             }
-            if tally.outcome.status != 200 || plan.decoder.done() {
-                break 'read;
-            }
         }
     }
+    let mut frames = last_frames;
     if !client_gone {
-        let mut frames = Vec::new();
         // An unterminated last event counts only when the stream simply ended: not after a
         // failure, an in-band error or the upstream's own end of stream.
         let open = failure.is_none() && tally.outcome.status == 200 && !plan.decoder.done();
@@ -320,15 +334,18 @@ async fn pump(
                 frames.extend(encoder.finish());
             }
         }
+    }
+    let completed = tally.outcome.status == 200;
+    if !record(tally.outcome).await && completed {
+        frames = error_frames(&mut plan, &ApiError::Unrecorded);
+    }
+    if !client_gone {
         for frame in frames {
             if sender.send(Bytes::from(frame)).await.is_err() {
                 break;
             }
         }
     }
-    // End the client's body first: metering must never hold a finished stream open.
-    drop(sender);
-    tally.outcome
 }
 
 /// Decodes one upstream event and returns the frames to send for it.
@@ -493,8 +510,9 @@ pub async fn replay(
         }
         received
     };
+    let record: Record = Box::new(|_| Box::pin(async { true }));
     let (_, received) = tokio::join!(
-        pump(stream, plan, std::time::Instant::now(), sender),
+        pump(stream, plan, std::time::Instant::now(), sender, record),
         collect
     );
     Ok(received)

@@ -79,6 +79,14 @@ pub enum LineKind {
     AllowanceReleased {
         lease_id: String,
     },
+    /// Part of a lease given back to the account.
+    AllowanceReturned {
+        lease_id: String,
+    },
+    /// A replica asked the others for unused allowance.
+    AllowanceRecalled {
+        by_lease: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -406,6 +414,21 @@ fn fold(
                 };
                 (kind, 0)
             }
+            AccountEvent::AllowanceReturned { lease_id, amount } => {
+                if let Some(held) = leases.get_mut(lease_id) {
+                    *held = (*held - amount.0).max(0);
+                }
+                let kind = LineKind::AllowanceReturned {
+                    lease_id: lease_id.clone(),
+                };
+                (kind, 0)
+            }
+            AccountEvent::AllowanceRecalled { by_lease, .. } => {
+                let kind = LineKind::AllowanceRecalled {
+                    by_lease: by_lease.clone(),
+                };
+                (kind, 0)
+            }
         };
         statement.balance = Money(add(statement.balance.0, amount)?);
         statement.lines.push(Line {
@@ -570,6 +593,12 @@ impl fmt::Display for LineKind {
                 write!(f, "grant lease {lease_id} to {node}")
             }
             LineKind::AllowanceReleased { lease_id } => write!(f, "release lease {lease_id}"),
+            LineKind::AllowanceReturned { lease_id } => {
+                write!(f, "unused allowance of lease {lease_id} returned")
+            }
+            LineKind::AllowanceRecalled { by_lease } => {
+                write!(f, "unused allowance recalled for lease {by_lease}")
+            }
         }
     }
 }

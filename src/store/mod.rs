@@ -1,16 +1,16 @@
 //! The event store and the write side: connecting and migrating either backend, the command
-//! bus over the cqrs-es frameworks, email reservations, and the batched metering appender.
+//! bus over the cqrs-es frameworks, email reservations, and the metering spool.
 //!
 //! Architecture invariant: this is the only module that names a concrete store backend
 //! (besides the projections crate's SQL).
 
-mod appender;
 mod commands;
 pub mod replicas;
 pub mod sessions;
+pub mod spool;
 pub mod verifications;
 
-pub use appender::{Appender, MeteringRecord};
+pub use spool::{MeteringRecord, Spool, SpoolSettings, SpoolTask};
 pub use commands::{CommandError, Commands};
 pub use modelrouter_projections::Db;
 

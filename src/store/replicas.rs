@@ -71,3 +71,24 @@ pub async fn orphaned_leases(
         })
         .collect())
 }
+
+/// The leases in the balances read model that one node still holds.
+pub async fn leases_of_node(db: &Db, node: &str) -> Result<Vec<OrphanedLease>, sqlx::Error> {
+    let rows: Vec<(String, String, String)> = on_db!(db, pool => {
+        sqlx::query_as(
+            "SELECT tenant_id, lease_id, node FROM balance_leases WHERE node = $1
+              ORDER BY tenant_id, lease_id",
+        )
+        .bind(node)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, lease_id, node)| OrphanedLease {
+            tenant_id,
+            lease_id,
+            node,
+        })
+        .collect())
+}

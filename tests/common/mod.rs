@@ -13,6 +13,8 @@ use modelrouter_projections::Db;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
+pub mod private_pg;
+pub mod replica;
 pub mod visitor;
 
 pub const KEY_AUTO: &str = "sk-mr-test-auto-0000000000000000";

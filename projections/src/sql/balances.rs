@@ -173,6 +173,18 @@ pub(super) async fn apply(tx: &mut DbTx<'_>, event: &StoredEvent) -> Result<(), 
                 .execute(&mut *conn)
                 .await?;
             }
+            AccountEvent::AllowanceReturned { lease_id, amount } => {
+                sqlx::query(
+                    "UPDATE balance_leases
+                        SET outstanding = CASE WHEN outstanding > $1 THEN outstanding - $1 ELSE 0 END
+                      WHERE tenant_id = $2 AND lease_id = $3",
+                )
+                .bind(amount.0)
+                .bind(tenant)
+                .bind(lease_id)
+                .execute(&mut *conn)
+                .await?;
+            }
             AccountEvent::AllowanceReleased { lease_id, .. } => {
                 sqlx::query("DELETE FROM balance_leases WHERE tenant_id = $1 AND lease_id = $2")
                     .bind(tenant)

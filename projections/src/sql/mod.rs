@@ -19,7 +19,7 @@ use modelrouter_domain::aggregate_types as types;
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 use std::time::Duration;
 
-use crate::db::{Db, StoredEvent, TailPosition};
+use crate::db::{Db, StoredEvent, TailPosition, Types};
 
 pub use balances::BalanceRow;
 pub use usage::UsageRow;
@@ -110,21 +110,23 @@ impl Projection {
         }
     }
 
-    fn concerns(self, aggregate_type: &str) -> bool {
+    /// The aggregate types whose events this projection applies; it reads only those.
+    pub fn aggregate_types(self) -> &'static [&'static str] {
         match self {
-            Projection::Balances => aggregate_type == types::ACCOUNT,
-            Projection::Usage | Projection::ProviderHealth => {
-                aggregate_type == types::INFERENCE_CALL
-            }
-            Projection::Recharges => matches!(
-                aggregate_type,
-                types::RECHARGE_ORDER | types::PREPAID_CODE | types::ACCOUNT
-            ),
-            Projection::Commissions => matches!(
-                aggregate_type,
-                types::TENANT | types::AGENT | types::ACCOUNT
-            ),
+            Projection::Balances => &[types::ACCOUNT],
+            Projection::Usage | Projection::ProviderHealth => &[types::INFERENCE_CALL],
+            Projection::Recharges => &[types::RECHARGE_ORDER, types::PREPAID_CODE, types::ACCOUNT],
+            Projection::Commissions => &[types::TENANT, types::AGENT, types::ACCOUNT],
         }
+    }
+
+    /// [`Projection::aggregate_types`] as a read filter.
+    pub fn reads(self) -> Types<'static> {
+        Types::Only(self.aggregate_types())
+    }
+
+    fn concerns(self, aggregate_type: &str) -> bool {
+        self.aggregate_types().contains(&aggregate_type)
     }
 
     async fn apply(self, tx: &mut DbTx<'_>, events: &[&StoredEvent]) -> Result<(), ApplyError> {
@@ -239,7 +241,7 @@ const OWN_WRITE_WAIT: Duration = Duration::from_secs(5);
 /// transactions are still open (migration 0002); this waits for them, up to a few seconds.
 /// Returns how many events it read.
 pub async fn catch_up(db: &Db, projection: Projection, batch: i64) -> Result<usize, sqlx::Error> {
-    let target = db.committed_head().await?;
+    let target = db.committed_head_of(projection.reads()).await?;
     let deadline = tokio::time::Instant::now() + OWN_WRITE_WAIT;
     let mut pause = Duration::from_millis(1);
     let mut total = 0;
@@ -271,7 +273,7 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
     // tailers take no write lock (on SQLite, other processes — the CLI — then never wait on
     // them).
     let seen = checkpoint(db, projection).await?;
-    if db.read_events(seen, 1).await?.is_empty() {
+    if db.read_events_of(projection.reads(), seen, 1).await?.is_empty() {
         return Ok(0);
     }
     let mut total = 0;
@@ -282,8 +284,12 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
         // On the transaction's own connection: waiting for another pooled connection while
         // holding the write lock could wait on writers that wait on this lock.
         let events = match &mut tx {
-            DbTx::Sqlite(t) => crate::db::read_events_sqlite(t, checkpoint, batch).await?,
-            DbTx::Postgres(t) => crate::db::read_events_postgres(t, checkpoint, batch).await?,
+            DbTx::Sqlite(t) => {
+                crate::db::read_events_sqlite(t, projection.reads(), checkpoint, batch).await?
+            }
+            DbTx::Postgres(t) => {
+                crate::db::read_events_postgres(t, projection.reads(), checkpoint, batch).await?
+            }
         };
         let Some(last) = events.last().map(StoredEvent::tail_position) else {
             tx.commit().await?;
