@@ -54,8 +54,8 @@ pub const RECALL_WAIT: Duration = Duration::from_secs(2);
 /// After the store failed or did not answer, calls that need it are refused at once for this
 /// long (one call then tries again), so an outage costs each of them no wait at all.
 const STORE_DOWN_FOR: Duration = Duration::from_secs(1);
-/// A tenant's short replica recalls at most this often.
-const RECALL_EVERY: Duration = Duration::from_millis(500);
+/// A replica short of a tenant's allowance recalls at most this often.
+const RECALL_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 struct TenantLease {
@@ -217,7 +217,6 @@ impl Allowances {
             ));
         }
         let recall_until = Instant::now() + RECALL_WAIT;
-        let mut recalled = false;
         let mut pause = Duration::from_millis(10);
         loop {
             let attempt = tokio::time::timeout(
@@ -236,12 +235,10 @@ impl Allowances {
                 }
             }
             // The account cannot cover it: unless other leases hold allowance they are not
-            // using, the balance is spent.
-            if !recalled {
-                recalled = true;
-                if !self.recall(tenant_id, amount).await? {
-                    return Err(AllowanceError::Insufficient);
-                }
+            // using, the balance is spent. (One recall per tenant at a time; calls that find
+            // one under way wait for its effect, and ask again when it is old.)
+            if self.recall_due(tenant_id) && !self.recall(tenant_id, amount).await? {
+                return Err(AllowanceError::Insufficient);
             }
             if Instant::now() + pause >= recall_until {
                 return Err(AllowanceError::Insufficient);
@@ -272,19 +269,6 @@ impl Allowances {
     /// Asks the other replicas for the tenant's unused allowance. False when there is nothing
     /// to recall: no other lease holds any, or the whole balance cannot cover `amount`.
     async fn recall(self: &Arc<Self>, tenant_id: &str, amount: i64) -> Result<bool, AllowanceError> {
-        let recently = self.with_leases(|leases| {
-            let lease = leases.entry(tenant_id.to_string()).or_default();
-            let recently = lease
-                .recalled_at
-                .is_some_and(|at| at.elapsed() < RECALL_EVERY);
-            if !recently {
-                lease.recalled_at = Some(Instant::now());
-            }
-            recently
-        });
-        if recently {
-            return Ok(true);
-        }
         let command = AccountCommand::RecallAllowances {
             lease_id: self.lease_id(tenant_id),
             needed: Money(amount),
@@ -294,6 +278,21 @@ impl Allowances {
             Err(CommandError::Domain(DomainError::InsufficientBalance { .. })) => Ok(false),
             Err(error) => Err(self.store_failed(error)),
         }
+    }
+
+    /// Whether a recall for the tenant is due (none sent in the last [`RECALL_EVERY`]); if so,
+    /// notes one as sent now.
+    fn recall_due(&self, tenant_id: &str) -> bool {
+        self.with_leases(|leases| {
+            let lease = leases.entry(tenant_id.to_string()).or_default();
+            let due = lease
+                .recalled_at
+                .is_none_or(|at| at.elapsed() >= RECALL_EVERY);
+            if due {
+                lease.recalled_at = Some(Instant::now());
+            }
+            due
+        })
     }
 
     /// Runs an Account command in its own task and waits at most `store_wait` for it: a

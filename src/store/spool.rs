@@ -558,6 +558,11 @@ async fn drain_loop(mut drain: Drain) {
         if drain.cursor >= written {
             drain.note_recovery_done();
             if closed {
+                // A clean stop leaves nothing behind: every segment is in the store.
+                drain.advance(Position {
+                    segment: written.segment + 1,
+                    offset: 0,
+                });
                 return;
             }
             drain.shared.wake_appender.notified().await;
@@ -645,7 +650,7 @@ impl Drain {
         }
     }
 
-    /// Moves the cursor on, saves it, and deletes the segments left behind.
+    /// Moves the cursor on, saves it, and deletes the segments before it.
     fn advance(&mut self, next: Position) {
         let previous = self.cursor;
         self.cursor = next;

@@ -102,7 +102,7 @@ async fn every_record_reaches_the_store_once_and_is_counted_once() {
     let counted = counted.lock().unwrap();
     assert_eq!(counted.len(), 200);
     assert_eq!(counted.iter().map(|c| c.2).sum::<i64>(), 2000);
-    // Drained segments are gone; only the segment being written (now empty) may stay.
+    // A clean stop leaves no segment behind.
     let slot = dir.path().join("spool").join("0");
     let left: u64 = segments(&slot)
         .unwrap()
