@@ -3,7 +3,7 @@
 //! sum that would overflow) must not hold every tenant's balances back. While any failure is
 //! unacknowledged, `/health/ready` answers 503 naming it and the console shows it; an operator
 //! acknowledges it once understood (it stays listed). A rebuild forgets unacknowledged failures
-//! of its projection and records again those that still fail.
+//! of its projection and records again those that still fail (`rebuild.rs`).
 
 use chrono::Utc;
 use serde::Serialize;
@@ -73,20 +73,6 @@ pub(super) async fn record(
         .execute(conn)
         .await
         .map(|_| ())
-    })
-}
-
-/// Forgets the projection's unacknowledged failures (before a rebuild replays the log).
-pub(super) async fn forget_unacknowledged(
-    tx: &mut DbTx<'_>,
-    projection: Projection,
-) -> Result<(), sqlx::Error> {
-    on_tx!(tx, conn => {
-        sqlx::query("DELETE FROM projection_failures WHERE name = $1 AND acknowledged_at IS NULL")
-            .bind(projection.name())
-            .execute(conn)
-            .await
-            .map(|_| ())
     })
 }
 

@@ -11,12 +11,13 @@ pub mod balances;
 pub mod commissions;
 pub mod failures;
 pub mod provider_health;
+mod rebuild;
 pub mod recharges;
 pub mod usage;
 pub mod usage_report;
 
 use modelrouter_domain::aggregate_types as types;
-use sqlx::{Postgres, Row, Sqlite, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Row, Sqlite, SqliteConnection, Transaction};
 use std::time::Duration;
 
 use crate::db::{Db, StoredEvent, TailPosition, Types};
@@ -62,6 +63,35 @@ impl DbTx<'_> {
     }
 }
 
+/// Where a projector begins its transactions.
+pub(crate) enum TxSource<'a> {
+    /// The pool: the live tables, written one transaction at a time on SQLite
+    /// ([`Db::write_lock`]).
+    Pool(&'a Db),
+    /// One connection of a rebuild's own, whose TEMP tables shadow the live ones (`rebuild.rs`).
+    /// Its batches write only those tables, which no other connection sees, so they take no
+    /// write lock; begun inside a transaction, each batch is a savepoint of it.
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+impl TxSource<'_> {
+    async fn begin(&mut self) -> Result<DbTx<'_>, sqlx::Error> {
+        Ok(match self {
+            TxSource::Pool(db) => DbTx::begin(db).await?,
+            TxSource::Sqlite(conn) => DbTx::Sqlite(conn.begin().await?),
+            TxSource::Postgres(conn) => DbTx::Postgres(conn.begin().await?),
+        })
+    }
+
+    async fn write_lock(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self {
+            TxSource::Pool(db) => db.write_lock().await,
+            TxSource::Sqlite(_) | TxSource::Postgres(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Projection {
     Balances,
@@ -94,7 +124,9 @@ impl Projection {
         Projection::ALL.into_iter().find(|p| p.name() == name)
     }
 
-    /// The tables this projection owns, emptied by a rebuild.
+    /// The tables this projection owns, replaced whole by a rebuild. Every table its apply code
+    /// writes must be here: a rebuild shadows exactly these (`rebuild.rs`), and its replay would
+    /// write any other straight into the live one.
     pub fn tables(self) -> &'static [&'static str] {
         match self {
             Projection::Balances => &["balances", "balance_leases"],
@@ -276,10 +308,20 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
     if db.read_events_of(projection.reads(), seen, 1).await?.is_empty() {
         return Ok(0);
     }
+    advance_on(&mut TxSource::Pool(db), projection, batch).await
+}
+
+/// [`advance`]'s batches, each a transaction begun on `source`: the live tables' or a
+/// rebuild's shadow tables (`rebuild.rs`).
+pub(crate) async fn advance_on(
+    source: &mut TxSource<'_>,
+    projection: Projection,
+    batch: i64,
+) -> Result<usize, sqlx::Error> {
     let mut total = 0;
     loop {
-        let _writing = db.write_lock().await;
-        let mut tx = DbTx::begin(db).await?;
+        let _writing = source.write_lock().await;
+        let mut tx = source.begin().await?;
         let checkpoint = lock_checkpoint(&mut tx, projection).await?;
         // On the transaction's own connection: waiting for another pooled connection while
         // holding the write lock could wait on writers that wait on this lock.
@@ -309,7 +351,7 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
                 // Some event of the batch cannot be applied: undo the batch and apply it one
                 // event per transaction, so the bad one is found, recorded and left out.
                 drop(tx);
-                apply_one_by_one(db, projection, &concerned, last).await?;
+                apply_one_by_one(source, projection, &concerned, last).await?;
             }
         }
         total += events.len();
@@ -321,15 +363,15 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
 
 /// Applies `events` (a batch that ends at `last`) one per transaction, with the checkpoint: an
 /// event that cannot be applied is recorded in `projection_failures` and the checkpoint moves
-/// past it. The caller holds the store's write lock.
+/// past it. The caller holds the store's write lock when `source` is the pool.
 async fn apply_one_by_one(
-    db: &Db,
+    source: &mut TxSource<'_>,
     projection: Projection,
     events: &[&StoredEvent],
     last: TailPosition,
 ) -> Result<(), sqlx::Error> {
     for event in events {
-        let mut tx = DbTx::begin(db).await?;
+        let mut tx = source.begin().await?;
         // Another replica may have applied part of the batch meanwhile (PostgreSQL).
         if lock_checkpoint(&mut tx, projection).await? >= event.tail_position() {
             continue;
@@ -339,7 +381,7 @@ async fn apply_one_by_one(
             Err(ApplyError::Database(error)) => return Err(error),
             Err(ApplyError::Event(error)) => {
                 drop(tx);
-                tx = DbTx::begin(db).await?;
+                tx = source.begin().await?;
                 if lock_checkpoint(&mut tx, projection).await? >= event.tail_position() {
                     continue;
                 }
@@ -350,29 +392,19 @@ async fn apply_one_by_one(
         tx.commit().await?;
     }
     // The events of the batch this projection ignores.
-    let mut tx = DbTx::begin(db).await?;
+    let mut tx = source.begin().await?;
     if lock_checkpoint(&mut tx, projection).await? < last {
         save_checkpoint(&mut tx, projection, last).await?;
     }
     tx.commit().await
 }
 
-/// Empties the projection's tables, resets its checkpoint and replays the whole log. Events that
-/// cannot be applied are recorded and left out, as when tailing (`failures`).
+/// Replays the whole log into new tables beside the live ones and swaps them in in one
+/// transaction, so readers see the old complete tables until the new complete ones
+/// (`rebuild.rs`). Events that cannot be applied are recorded and left out, as when tailing
+/// (`failures`). Returns how many events it read.
 pub async fn rebuild(db: &Db, projection: Projection) -> Result<usize, sqlx::Error> {
-    let writing = db.write_lock().await;
-    let mut tx = DbTx::begin(db).await?;
-    lock_checkpoint(&mut tx, projection).await?;
-    failures::forget_unacknowledged(&mut tx, projection).await?;
-    for table in projection.tables() {
-        // Table names are constants of this crate, never user input.
-        let sql = format!("DELETE FROM {table}");
-        on_tx!(&mut tx, conn => sqlx::query(&sql).execute(conn).await.map(|_| ()))?;
-    }
-    save_checkpoint(&mut tx, projection, TailPosition::default()).await?;
-    tx.commit().await?;
-    drop(writing);
-    catch_up(db, projection, 1000).await
+    rebuild::rebuild(db, projection).await
 }
 
 /// The projection's checkpoint, without locking.
