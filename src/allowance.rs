@@ -50,7 +50,7 @@ pub enum AllowanceError {
 
 /// How long a call that cannot fit its hold waits for other replicas to return unused
 /// allowance after a recall.
-pub const RECALL_WAIT: Duration = Duration::from_secs(2);
+pub const RECALL_WAIT: Duration = Duration::from_secs(3);
 /// After the store failed or did not answer, calls that need it are refused at once for this
 /// long (one call then tries again), so an outage costs each of them no wait at all.
 const STORE_DOWN_FOR: Duration = Duration::from_secs(1);
@@ -451,6 +451,12 @@ impl Allowances {
     /// Gives back the unused allowance of leases no call has touched for `idle_after`, and of
     /// every lease another replica recalled (`recalled`: tenant ids).
     pub async fn return_unused(&self, idle_after: Duration, recalled: &BTreeSet<String>) {
+        // Settle first what a recalled lease has used, so the account sees only what this
+        // replica really still holds: a replica asking again then learns at once whether
+        // anything is left to give.
+        if !recalled.is_empty() {
+            self.settle_only(Some(recalled)).await;
+        }
         let due: Vec<(String, i64)> = self.with_leases(|leases| {
             leases
                 .iter_mut()
@@ -489,9 +495,15 @@ impl Allowances {
     /// increments: a report whose answer was lost (a timeout after the commit) is simply sent
     /// again and settles nothing twice.
     pub async fn settle(&self) {
+        self.settle_only(None).await;
+    }
+
+    /// [`Allowances::settle`] for some tenants only (None: all).
+    async fn settle_only(&self, tenants: Option<&BTreeSet<String>>) {
         let due: Vec<(String, i64, u64)> = self.with_leases(|leases| {
             leases
                 .iter()
+                .filter(|(tenant, _)| tenants.is_none_or(|only| only.contains(*tenant)))
                 .filter(|(_, l)| l.used_total > l.settled_used || l.calls_total > l.settled_calls)
                 .map(|(tenant, l)| (tenant.clone(), l.used_total, l.calls_total))
                 .collect()

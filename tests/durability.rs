@@ -383,7 +383,10 @@ async fn a_call_is_refused_for_balance_only_when_the_whole_balance_cannot_cover_
         import_text(&core, &catalog(mock.addr, balance)).await;
         let tenant = tenant_id(&core.db, "payer@example.com").await;
         // Idle leases are not returned during the test: only a recall can move allowance.
-        let env = [("MODELROUTER_LEASE_IDLE_SECS", "3600".to_string())];
+        let env = [
+            ("MODELROUTER_LEASE_IDLE_SECS", "3600".to_string()),
+            ("MODELROUTER_LOG", "info,modelrouter::allowance=debug,sqlx=warn".to_string()),
+        ];
         let dir = store.dir.path().to_path_buf();
         let replicas = [
             Replica::start(&store, &dir, &env).await,
@@ -412,15 +415,14 @@ async fn a_call_is_refused_for_balance_only_when_the_whole_balance_cannot_cover_
             assert!(served < 1000, "{}: never refused", store.name);
         };
         let [a, b] = replicas;
-        a.stop().await;
-        b.stop().await;
+        let logs = format!("{}\n---\n{}", a.stop().await, b.stop().await);
         let (_, cost, _, settled, outstanding) = money(&core.db, &tenant).await;
         assert_eq!(cost, settled);
         assert_eq!(outstanding, 0);
         let left = balance - settled;
         assert!(
             left < hold,
-            "{}: refused with {left} µ left, enough for a hold of {hold} µ ({refused} served)",
+            "{}: refused with {left} µ left, enough for a hold of {hold} µ ({refused} served)\n{logs}",
             store.name
         );
         assert!(slowest < Duration::from_secs(3), "{}: a call took {slowest:?}", store.name);
