@@ -274,8 +274,14 @@ impl Allowances {
             needed: Money(amount),
         };
         match self.execute_in_background(tenant_id, command).await {
-            Ok(()) => Ok(true),
-            Err(CommandError::Domain(DomainError::InsufficientBalance { .. })) => Ok(false),
+            Ok(()) => {
+                tracing::debug!(tenant_id, amount, "recalled unused allowance from other replicas");
+                Ok(true)
+            }
+            Err(CommandError::Domain(DomainError::InsufficientBalance { available })) => {
+                tracing::debug!(tenant_id, amount, %available, "nothing to recall: the balance is spent");
+                Ok(false)
+            }
             Err(error) => Err(self.store_failed(error)),
         }
     }

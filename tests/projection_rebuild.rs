@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::*;
 use modelrouter::server::Core;
-use modelrouter::store::{Appender, MeteringRecord};
+use modelrouter::store::{spool, MeteringRecord};
 use modelrouter_domain::account::{AccountCommand, CreditKind, CreditSource};
 use modelrouter_domain::inference::{Attempt, CallRecord, Usage};
 use modelrouter_domain::metadata::{Actor, Metadata};
@@ -94,7 +94,7 @@ async fn seeded(store: &Store) -> Arc<Core> {
     for writer in writers {
         writer.await.unwrap();
     }
-    let (appender, task) = Appender::start(core.db.clone(), Duration::from_millis(5), 256);
+    let mut records = Vec::new();
     for tenant in TENANTS {
         for i in 0..CALLS {
             let record = MeteringRecord {
@@ -102,11 +102,12 @@ async fn seeded(store: &Store) -> Arc<Core> {
                 client_ip: None,
                 record: call(tenant, i),
             };
-            appender.send(record).await;
+            records.push(record);
         }
     }
-    drop(appender);
-    task.drained().await;
+    for batch in records.chunks(256) {
+        spool::write(&core.db, batch).await.unwrap();
+    }
     let db = core.db.clone();
     // On PostgreSQL the tail holds back events while any older transaction on the server is
     // open (other tests' databases share it), so one catch-up may not see them all yet.
