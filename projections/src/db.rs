@@ -417,10 +417,12 @@ impl Db {
                 } else {
                     ""
                 };
-                // Only a constant clause goes into the SQL text.
+                // Only a constant clause goes into the SQL text. `events.tx`, not `tx`: a bare
+                // name in ORDER BY means the output column (the bigint cast), which no index
+                // holds, and PostgreSQL would sort the whole log to find its last event.
                 let sql = format!(
                     "SELECT tx::text::bigint AS tx, global_position FROM events {horizon}
-                      ORDER BY tx DESC, global_position DESC LIMIT 1"
+                      ORDER BY events.tx DESC, events.global_position DESC LIMIT 1"
                 );
                 let row = sqlx::query(&sql).fetch_optional(pool).await?;
                 match row {
@@ -454,7 +456,9 @@ pub(crate) async fn read_events_sqlite(
     .collect()
 }
 
-/// [`Db::read_events`] on a given PostgreSQL connection (a projection's own transaction).
+/// [`Db::read_events`] on a given PostgreSQL connection (a projection's own transaction). The
+/// ORDER BY names `events.tx` so that it walks the `(tx, global_position)` index: the bare `tx`
+/// would be the output column's bigint cast, and every read would sort the rest of the log.
 pub(crate) async fn read_events_postgres(
     conn: &mut sqlx::PgConnection,
     after: TailPosition,
@@ -464,7 +468,7 @@ pub(crate) async fn read_events_postgres(
         pg_select_events!(),
         " WHERE (tx, global_position) > ($1::text::xid8, $2)
             AND tx < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY tx, global_position LIMIT $3"
+          ORDER BY events.tx, events.global_position LIMIT $3"
     ))
     .bind(after.tx)
     .bind(after.position)
