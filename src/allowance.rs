@@ -268,14 +268,22 @@ impl Allowances {
 
     /// Asks the other replicas for the tenant's unused allowance. False when there is nothing
     /// to recall: no other lease holds any, or the whole balance cannot cover `amount`.
-    async fn recall(self: &Arc<Self>, tenant_id: &str, amount: i64) -> Result<bool, AllowanceError> {
+    async fn recall(
+        self: &Arc<Self>,
+        tenant_id: &str,
+        amount: i64,
+    ) -> Result<bool, AllowanceError> {
         let command = AccountCommand::RecallAllowances {
             lease_id: self.lease_id(tenant_id),
             needed: Money(amount),
         };
         match self.execute_in_background(tenant_id, command).await {
             Ok(()) => {
-                tracing::debug!(tenant_id, amount, "recalled unused allowance from other replicas");
+                tracing::debug!(
+                    tenant_id,
+                    amount,
+                    "recalled unused allowance from other replicas"
+                );
                 Ok(true)
             }
             Err(CommandError::Domain(DomainError::InsufficientBalance { available })) => {
@@ -320,7 +328,9 @@ impl Allowances {
         match tokio::time::timeout(self.store_wait, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(error)) => Err(CommandError::Store(error.to_string())),
-            Err(_) => Err(CommandError::Store("the store did not answer in time".into())),
+            Err(_) => Err(CommandError::Store(
+                "the store did not answer in time".into(),
+            )),
         }
     }
 
@@ -385,7 +395,12 @@ impl Allowances {
     /// Leases `want` more, or as much as the account has if that still covers `need`. The
     /// store round trips run in their own task, so a caller that stops waiting never leaves a
     /// granted amount unknown to this replica.
-    async fn grant(self: &Arc<Self>, tenant_id: &str, want: i64, need: i64) -> Result<(), AllowanceError> {
+    async fn grant(
+        self: &Arc<Self>,
+        tenant_id: &str,
+        want: i64,
+        need: i64,
+    ) -> Result<(), AllowanceError> {
         let allowances = self.clone();
         let tenant = tenant_id.to_string();
         tokio::spawn(async move { allowances.grant_now(&tenant, want, need).await })
@@ -553,7 +568,10 @@ impl Allowances {
         let orphans = replicas::orphaned_leases(db, &self.node, seen_since).await?;
         let mut reclaimed = 0;
         for orphan in orphans {
-            if self.reclaim(db, &orphan.tenant_id, &orphan.lease_id).await? {
+            if self
+                .reclaim(db, &orphan.tenant_id, &orphan.lease_id)
+                .await?
+            {
                 reclaimed += 1;
             }
         }
@@ -606,7 +624,12 @@ impl Allowances {
             .await
         {
             Ok(()) => {
-                tracing::info!(lease = lease_id, used, calls, "settled and closed the lease of a replica that stopped");
+                tracing::info!(
+                    lease = lease_id,
+                    used,
+                    calls,
+                    "settled and closed the lease of a replica that stopped"
+                );
                 Ok(true)
             }
             Err(error) => {

@@ -186,7 +186,7 @@ enum LedgerCommand {
         operator: String,
     },
     /// Print a tenant's statement, replayed from its Account events, and check it against the
-    /// balances read model and the Account aggregate.
+    /// balances read model, the Account aggregate and the calls the log records.
     Replay {
         /// The tenant's id or sign-in email.
         #[arg(long)]
@@ -195,10 +195,16 @@ enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check every tenant with an Account stream or a balances row; one line per tenant.
+    /// Check tenants' ledgers as `replay` does, one line per tenant: every tenant (--all) or one
+    /// (--tenant).
+    #[command(group(clap::ArgGroup::new("tenants").required(true).args(["all", "tenant"])))]
     Verify {
-        #[arg(long, required = true)]
+        /// Every tenant with an Account stream, a balances row or recorded calls.
+        #[arg(long)]
         all: bool,
+        /// One tenant, by id or sign-in email.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -488,12 +494,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// Runs a ledger command: Ok(true) when every account checked out, Ok(false) when one did not.
 async fn ledger(cli: &Cli, command: &LedgerCommand) -> anyhow::Result<bool> {
-    let core = Core::open(&settings(cli, ([127, 0, 0, 1], 8080).into())?).await?;
-    let view = core.live.view_full();
-    let label = |id: &str| match view.tenants.get(id) {
-        Some(tenant) => format!("{id} ({})", tenant.email),
-        None => id.to_string(),
-    };
+    let settings = settings(cli, ([127, 0, 0, 1], 8080).into())?;
+    // Replay and verify open only the store: they read the accounts and calls they check, never
+    // the whole log.
     match command {
         LedgerCommand::Adjust {
             tenant,
@@ -501,73 +504,105 @@ async fn ledger(cli: &Cli, command: &LedgerCommand) -> anyhow::Result<bool> {
             reason,
             operator,
         } => {
+            let core = Core::open(&settings).await?;
             let id = modelrouter::billing::operator::tenant(&core, tenant).await?;
             modelrouter::billing::operator::adjust(&core, &id, Money(*amount), reason, operator)
                 .await?;
-            println!("adjusted {} by {} ({reason})", label(&id), Money(*amount));
+            let email = email_of(&core.db, &id).await?;
+            println!(
+                "adjusted {} by {} ({reason})",
+                label(&id, email.as_deref()),
+                Money(*amount)
+            );
             Ok(true)
         }
         LedgerCommand::Replay { tenant, json } => {
-            let id = modelrouter::billing::operator::tenant(&core, tenant).await?;
-            let check = match ledger::check(&core.db, &id).await {
+            let db = modelrouter::server::open_store(&settings).await?;
+            let id = modelrouter::billing::operator::tenant_in(&db, tenant).await?;
+            let email = email_of(&db, &id).await?;
+            let label = label(&id, email.as_deref());
+            let check = match ledger::check(&db, &id).await {
                 Ok(check) => check,
                 Err(error) if error.is_finding() => {
-                    eprintln!("the ledger of {} cannot be replayed: {error}", label(&id));
+                    eprintln!("the ledger of {label} cannot be replayed: {error}");
                     return Ok(false);
                 }
                 Err(error) => return Err(error.into()),
             };
-            let unknown = !view.tenants.contains_key(&id)
-                && check.statement.lines.is_empty()
-                && check.read_model.is_none();
-            anyhow::ensure!(
-                !unknown,
-                "no tenant {id}: no such tenant, no Account events and no balances row"
-            );
+            ensure_known(&id, email.as_deref(), &check)?;
             if *json {
                 let document = serde_json::json!({
                     "tenant_id": id,
-                    "email": view.tenants.get(&id).map(|tenant| &tenant.email),
+                    "email": email,
                     "statement": check.statement,
                     "check": {
                         "clean": check.is_clean(),
                         "differences": check.differences,
+                        "pending": check.pending,
+                        "recorded_calls": check.recorded_calls,
                         "read_model": check.read_model,
                         "aggregate": check.aggregate,
                     },
                 });
                 println!("{}", serde_json::to_string_pretty(&document)?);
             } else {
-                println!("Ledger of tenant {}\n", label(&id));
+                println!("Ledger of tenant {label}\n");
                 println!("{}", check.statement);
                 if check.is_clean() {
-                    println!("check: OK, the replay matches the balances read model and the Account aggregate");
+                    println!(
+                        "check: OK, the replay matches the balances read model, the Account \
+                         aggregate and the {} call(s) the log records",
+                        check.recorded_calls
+                    );
                 } else {
                     println!("check: {} difference(s)", check.differences.len());
                     for difference in &check.differences {
                         println!("  {difference}");
                     }
                 }
+                for pending in &check.pending {
+                    println!("pending: {pending}");
+                }
             }
             Ok(check.is_clean())
         }
-        LedgerCommand::Verify { .. } => {
-            let tenants = ledger::tenants(&core.db).await?;
+        LedgerCommand::Verify { tenant, .. } => {
+            let db = modelrouter::server::open_store(&settings).await?;
+            let tenants = match tenant {
+                Some(tenant) => vec![modelrouter::billing::operator::tenant_in(&db, tenant).await?],
+                None => ledger::tenants(&db).await?,
+            };
             let mut failing = 0;
             for id in &tenants {
-                match ledger::check(&core.db, id).await {
+                let email = email_of(&db, id).await?;
+                let label = label(id, email.as_deref());
+                let check = ledger::check(&db, id).await;
+                if let (Some(_), Ok(check)) = (tenant, &check) {
+                    ensure_known(id, email.as_deref(), check)?;
+                }
+                match check {
                     Ok(check) if check.is_clean() => {
-                        println!("OK     {}  balance {}", label(id), check.statement.balance);
+                        let pending: u64 = check.pending.iter().map(|p| p.calls).sum();
+                        let pending = match pending {
+                            0 => String::new(),
+                            calls => {
+                                format!("  ({calls} call(s) pending settlement on open leases)")
+                            }
+                        };
+                        println!(
+                            "OK     {label}  balance {}{pending}",
+                            check.statement.balance
+                        );
                     }
                     Ok(check) => {
                         failing += 1;
                         let differences: Vec<String> =
                             check.differences.iter().map(ToString::to_string).collect();
-                        println!("DIFF   {}  {}", label(id), differences.join("; "));
+                        println!("DIFF   {label}  {}", differences.join("; "));
                     }
                     Err(error) if error.is_finding() => {
                         failing += 1;
-                        println!("ERROR  {}  cannot be replayed: {error}", label(id));
+                        println!("ERROR  {label}  cannot be replayed: {error}");
                     }
                     Err(error) => return Err(error.into()),
                 }
@@ -579,6 +614,38 @@ async fn ledger(cli: &Cli, command: &LedgerCommand) -> anyhow::Result<bool> {
             );
             Ok(failing == 0)
         }
+    }
+}
+
+/// Refuses a tenant id nothing knows: no tenant, no Account events, no balances row, no calls.
+fn ensure_known(id: &str, email: Option<&str>, check: &ledger::Check) -> anyhow::Result<()> {
+    let unknown = email.is_none()
+        && check.statement.lines.is_empty()
+        && check.read_model.is_none()
+        && check.recorded_calls == 0;
+    anyhow::ensure!(
+        !unknown,
+        "no tenant {id}: no such tenant, no Account events, no balances row and no calls"
+    );
+    Ok(())
+}
+
+/// A tenant's sign-in email, from its own events alone.
+async fn email_of(db: &modelrouter::store::Db, tenant_id: &str) -> anyhow::Result<Option<String>> {
+    let mut view = modelrouter_projections::LiveView::default();
+    for event in db
+        .events_of(modelrouter_domain::aggregate_types::TENANT, tenant_id)
+        .await?
+    {
+        view.apply(&event);
+    }
+    Ok(view.tenants.remove(tenant_id).map(|tenant| tenant.email))
+}
+
+fn label(id: &str, email: Option<&str>) -> String {
+    match email {
+        Some(email) => format!("{id} ({email})"),
+        None => id.to_string(),
     }
 }
 

@@ -33,28 +33,13 @@ pub struct Core {
 impl Core {
     /// Opens (and migrates) the configured store and replays the log into memory.
     pub async fn open(settings: &Settings) -> anyhow::Result<Core> {
-        if settings.database_url.is_none() {
-            crate::crypto::create_private_dir(&settings.data_dir).with_context(|| {
-                format!(
-                    "cannot create data directory {}",
-                    settings.data_dir.display()
-                )
-            })?;
-        }
-        let db = store::open(&settings.store_url()).await.with_context(|| {
-            format!(
-                "cannot open the event store ({})",
-                redact(&settings.store_url())
-            )
-        })?;
+        let db = open_store(settings).await?;
         let master_key = match &settings.master_key {
             Some(text) => MasterKey::parse(text)?,
             None => MasterKey::load_or_create(&settings.data_dir)?,
         };
         let live = Arc::new(Live::default());
-        live.start(&db)
-            .await
-            .context("cannot read the event log")?;
+        live.start(&db).await.context("cannot read the event log")?;
         Ok(Core {
             commands: Arc::new(Commands::new(db.clone())),
             db,
@@ -62,6 +47,26 @@ impl Core {
             live,
         })
     }
+}
+
+/// Opens (and migrates) the configured store, without replaying the log: for commands that read
+/// only what they need (the ledger), which a log of millions of calls would otherwise delay by
+/// minutes.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Db> {
+    if settings.database_url.is_none() {
+        crate::crypto::create_private_dir(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    store::open(&settings.store_url()).await.with_context(|| {
+        format!(
+            "cannot open the event store ({})",
+            redact(&settings.store_url())
+        )
+    })
 }
 
 /// Hides the password of a database URL for messages.

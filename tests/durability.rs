@@ -82,8 +82,12 @@ impl Load {
         let urls = Arc::new(Mutex::new(urls));
         let clients = (0..clients)
             .map(|client| {
-                let (stop, answered, received, urls) =
-                    (stop.clone(), answered.clone(), received.clone(), urls.clone());
+                let (stop, answered, received, urls) = (
+                    stop.clone(),
+                    answered.clone(),
+                    received.clone(),
+                    urls.clone(),
+                );
                 tokio::spawn(async move {
                     let http = reqwest::Client::builder()
                         .timeout(Duration::from_secs(30))
@@ -148,7 +152,11 @@ impl Load {
 }
 
 /// One call: (status — 0 when no answer came —, request id, complete, has Retry-After).
-async fn call(http: &reqwest::Client, base: &str, stream: bool) -> (u16, Option<String>, bool, bool) {
+async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    stream: bool,
+) -> (u16, Option<String>, bool, bool) {
     let body = json!({
         "model": "dear-gpt",
         "max_tokens": 20,
@@ -212,7 +220,13 @@ async fn money(db: &Db, tenant: &str) -> (i64, i64, i64, i64, i64) {
         .unwrap()
     });
     let row = balances::balance_of(db, tenant).await.unwrap().unwrap();
-    (calls, cost.unwrap_or(0), row.calls, row.settled, row.outstanding)
+    (
+        calls,
+        cost.unwrap_or(0),
+        row.calls,
+        row.settled,
+        row.outstanding,
+    )
 }
 
 /// Every call a client received whole has exactly one InferenceCall event.
@@ -251,10 +265,7 @@ async fn a_replica_killed_under_load_loses_no_answered_call() {
         let dir = store.dir.path().to_path_buf();
         let doomed = Replica::start(&store, &dir, &env).await;
         let survivor = Replica::start(&store, &dir, &env).await;
-        let load = Load::start(
-            vec![doomed.url(""), survivor.url("")],
-            16,
-        );
+        let load = Load::start(vec![doomed.url(""), survivor.url("")], 16);
         load.answered_more(800, Duration::from_secs(60)).await;
         doomed.kill().await;
         load.answered_more(200, Duration::from_secs(60)).await;
@@ -328,7 +339,14 @@ async fn a_minute_without_the_store_loses_nothing_and_stalls_no_one() {
     let down_at = Instant::now();
     // Served from the lease while it lasts, then refused at once: nothing waits for the store.
     let refused_quickly = eventually(outage, || async {
-        load.received.lock().unwrap().statuses.get(&503).copied().unwrap_or(0) > 20
+        load.received
+            .lock()
+            .unwrap()
+            .statuses
+            .get(&503)
+            .copied()
+            .unwrap_or(0)
+            > 20
     })
     .await;
     tokio::time::sleep(outage.saturating_sub(down_at.elapsed())).await;
@@ -343,7 +361,11 @@ async fn a_minute_without_the_store_loses_nothing_and_stalls_no_one() {
     let received = load.stop().await;
     replica.stop().await;
 
-    assert!(refused_quickly, "no call was refused during the outage: {:?}", during.1);
+    assert!(
+        refused_quickly,
+        "no call was refused during the outage: {:?}",
+        during.1
+    );
     assert!(
         during.0 < Duration::from_millis(1500),
         "a call waited {:?} during the outage",
@@ -385,7 +407,10 @@ async fn a_call_is_refused_for_balance_only_when_the_whole_balance_cannot_cover_
         // Idle leases are not returned during the test: only a recall can move allowance.
         let env = [
             ("MODELROUTER_LEASE_IDLE_SECS", "3600".to_string()),
-            ("MODELROUTER_LOG", "info,modelrouter::allowance=debug,sqlx=warn".to_string()),
+            (
+                "MODELROUTER_LOG",
+                "info,modelrouter::allowance=debug,sqlx=warn".to_string(),
+            ),
         ];
         let dir = store.dir.path().to_path_buf();
         let replicas = [
@@ -410,7 +435,11 @@ async fn a_call_is_refused_for_balance_only_when_the_whole_balance_cannot_cover_
             match response.status().as_u16() {
                 200 => served += 1,
                 402 => break served,
-                other => panic!("{}: unexpected {other}: {}", store.name, response.text().await.unwrap()),
+                other => panic!(
+                    "{}: unexpected {other}: {}",
+                    store.name,
+                    response.text().await.unwrap()
+                ),
             }
             assert!(served < 1000, "{}: never refused", store.name);
         };
@@ -425,7 +454,11 @@ async fn a_call_is_refused_for_balance_only_when_the_whole_balance_cannot_cover_
             "{}: refused with {left} µ left, enough for a hold of {hold} µ ({refused} served)\n{logs}",
             store.name
         );
-        assert!(slowest < Duration::from_secs(3), "{}: a call took {slowest:?}", store.name);
+        assert!(
+            slowest < Duration::from_secs(3),
+            "{}: a call took {slowest:?}",
+            store.name
+        );
         println!(
             "{}: two replicas, alternating calls: {refused} served, refused with {left} µ left \
              (< one hold of {hold} µ); slowest call {slowest:?}",
@@ -458,7 +491,11 @@ async fn allowance_a_replica_does_not_use_flows_back_to_the_account() {
             money(&core.db, &tenant).await.4 == 0
         })
         .await;
-        assert!(returned, "{}: the idle lease kept its allowance", store.name);
+        assert!(
+            returned,
+            "{}: the idle lease kept its allowance",
+            store.name
+        );
         replica.stop().await;
         mock.stop();
     }
@@ -505,7 +542,11 @@ async fn a_long_transaction_in_another_database_neither_delays_readiness_nor_new
                 .as_u16()
         }
     };
-    assert_eq!(ask(KEY).await, 200, "a key imported before start was refused");
+    assert_eq!(
+        ask(KEY).await,
+        200,
+        "a key imported before start was refused"
+    );
 
     // A key created while the transaction is still open works on the running replica within
     // the tail's poll.
@@ -520,8 +561,14 @@ async fn a_long_transaction_in_another_database_neither_delays_readiness_nor_new
     let created = Instant::now();
     let usable = eventually(Duration::from_secs(2), || ask(NEW_KEY).then_some_200()).await;
     let usable_after = created.elapsed();
-    assert!(usable, "a new key was not usable within 2 s while the transaction stayed open");
-    sqlx::query("ROLLBACK").execute(&mut elsewhere).await.unwrap();
+    assert!(
+        usable,
+        "a new key was not usable within 2 s while the transaction stayed open"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut elsewhere)
+        .await
+        .unwrap();
     replica.stop().await;
     println!(
         "long transaction in another database: ready after {ready_after:?}, a new key usable \

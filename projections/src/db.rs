@@ -576,7 +576,12 @@ pub(crate) async fn read_events_sqlite(
             query = query.bind(*aggregate_type);
         }
     }
-    query.fetch_all(conn).await?.iter().map(stored_event).collect()
+    query
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(stored_event)
+        .collect()
 }
 
 /// [`Db::read_events_of`] on a given PostgreSQL connection (a projection's own transaction):
@@ -599,7 +604,12 @@ pub(crate) async fn read_events_postgres(
             query = query.bind(*aggregate_type);
         }
     }
-    query.fetch_all(conn).await?.iter().map(stored_event).collect()
+    query
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(stored_event)
+        .collect()
 }
 
 fn stored_event<R>(row: &R) -> Result<StoredEvent, sqlx::Error>

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::orders::{self, Confirmation, Confirmed, TopUpError};
 use crate::server::Core;
-use crate::store::{email_owner, CommandError, Commands, LoginKind};
+use crate::store::{email_owner, CommandError, Commands, Db, LoginKind};
 
 /// The event metadata of an operator, found by sign-in email.
 pub async fn operator(core: &Core, email: &str) -> anyhow::Result<Metadata> {
@@ -25,9 +25,14 @@ pub async fn operator(core: &Core, email: &str) -> anyhow::Result<Metadata> {
 
 /// A tenant id, given the id itself or the tenant's sign-in email.
 pub async fn tenant(core: &Core, id_or_email: &str) -> anyhow::Result<String> {
+    tenant_in(&core.db, id_or_email).await
+}
+
+/// [`tenant`] with only the store: for commands that need no replay of the log.
+pub async fn tenant_in(db: &Db, id_or_email: &str) -> anyhow::Result<String> {
     if id_or_email.contains('@') {
         let email = modelrouter_domain::tenant::normalize_email(id_or_email)?;
-        return email_owner(&core.db, &email, LoginKind::Tenant)
+        return email_owner(db, &email, LoginKind::Tenant)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no tenant signs in as {email}"));
     }

@@ -25,7 +25,8 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
             Json(json!({"status": "unavailable", "reason": reason})),
         )
     };
-    let live_types = modelrouter_projections::Types::Only(modelrouter_projections::live::LIVE_TYPES);
+    let live_types =
+        modelrouter_projections::Types::Only(modelrouter_projections::live::LIVE_TYPES);
     let head = match tokio::time::timeout(
         std::time::Duration::from_secs(2),
         state.db.head_of(live_types),

@@ -185,9 +185,8 @@ type Record = Box<dyn FnOnce(Outcome) -> futures::future::BoxFuture<'static, boo
 pub fn relay(upstream: UpstreamStream, plan: StreamPlan, meter: Meter) -> Body {
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let started = meter.started;
-    let record: Record = Box::new(move |outcome| {
-        Box::pin(async move { meter.finish(outcome).await.is_ok() })
-    });
+    let record: Record =
+        Box::new(move |outcome| Box::pin(async move { meter.finish(outcome).await.is_ok() }));
     tokio::spawn(pump(upstream, plan, started, sender, record));
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver

@@ -1,5 +1,6 @@
 //! Finance's ledger: a tenant's Account events replayed into a statement, and that statement
-//! checked against the balances read model and the Account aggregate.
+//! checked against the balances read model, the Account aggregate and — lease by lease — the
+//! calls the log records (`calls.rs`).
 //!
 //! The replay is a second, deliberately plain implementation of the balance rules, written to
 //! be read by someone auditing it: one pass over the events, one line per event, a running
@@ -18,6 +19,10 @@ use modelrouter_domain::Money;
 use modelrouter_projections::sql::{self, balances, BalanceRow, Projection};
 use modelrouter_projections::{Db, StoredEvent};
 use serde::Serialize;
+
+mod calls;
+
+pub use calls::{CallRef, Pending};
 
 /// A tenant's account, event by event, with its totals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,6 +115,8 @@ pub enum LedgerError {
         expected: i64,
         found: i64,
     },
+    #[error("the call {request_id} at position {position} records no valid cost (a non-negative integer of micro-units)")]
+    BadCall { position: i64, request_id: String },
     #[error("amounts overflow at the event at position {position}")]
     Overflow { position: i64 },
     /// Only a version before the limit could store such an event; the Account aggregate and
@@ -150,14 +157,18 @@ pub struct AggregateState {
     pub outstanding: Money,
 }
 
-/// A replay and how the read model and the aggregate compare with it.
+/// A replay and how the read model, the aggregate and the recorded calls compare with it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub statement: Statement,
     /// The balances table's row, after the projection was brought up to date.
     pub read_model: Option<BalanceRow>,
     pub aggregate: AggregateState,
+    /// How many InferenceCall events the log records for the tenant.
+    pub recorded_calls: u64,
     pub differences: Vec<Difference>,
+    /// Calls recorded on open leases and not settled yet: not differences.
+    pub pending: Vec<Pending>,
 }
 
 impl Check {
@@ -179,6 +190,37 @@ pub enum Difference {
         field: Field,
         replayed: i64,
         found: i64,
+    },
+    /// A lease settled more usage or calls than the log records under it: the tenant was
+    /// charged for calls nobody recorded. Names the lease's settlements by position.
+    ChargedWithoutRecord {
+        lease_id: String,
+        settlements: Vec<i64>,
+        settled: Money,
+        settled_calls: u64,
+        recorded: Money,
+        recorded_calls: u64,
+    },
+    /// A closed lease (released or reclaimed) whose settlements cover fewer calls than the log
+    /// records under it: the calls beyond the settled count, in log order, were never charged.
+    RecordedWithoutCharge {
+        lease_id: String,
+        settled_calls: u64,
+        calls: Vec<CallRef>,
+    },
+    /// A closed lease whose settled calls match the recorded ones in number but whose recorded
+    /// cost is higher than what was settled.
+    RecordedAmountNotCharged {
+        lease_id: String,
+        calls: u64,
+        settled: Money,
+        recorded: Money,
+    },
+    /// A call with a cost recorded under no lease (`lease_id` None) or under a lease the
+    /// Account never granted. Calls that cost nothing need no charge and are not reported.
+    CallWithoutLease {
+        lease_id: Option<String>,
+        call: CallRef,
     },
 }
 
@@ -205,12 +247,14 @@ pub enum Field {
 const CHECK_ATTEMPTS: u32 = 50;
 const CHECK_RETRY: Duration = Duration::from_millis(100);
 
-/// Replays the tenant's account and compares it with the balances read model and with the
-/// Account aggregate folded from the same events.
+/// Replays the tenant's account and compares it with the balances read model, with the
+/// Account aggregate folded from the same events, and with the calls the log records for the
+/// tenant (lease by lease: settled against recorded, `calls.rs`).
 ///
 /// The projection is caught up first, and the comparison is made only once the read model has
 /// applied every event the replay read and no newer event arrived meanwhile — so a lagging
-/// projection is waited for, never reported, while a wrong one is.
+/// projection is waited for, never reported, while a wrong one is. The calls are read after
+/// the Account's events, so every call a settlement read here covers is among them.
 pub async fn check(db: &Db, tenant_id: &str) -> Result<Check, LedgerError> {
     for _ in 0..CHECK_ATTEMPTS {
         let events = db.events_of(ACCOUNT, tenant_id).await?;
@@ -223,19 +267,23 @@ pub async fn check(db: &Db, tenant_id: &str) -> Result<Check, LedgerError> {
             let decoded = decode(tenant_id, &events)?;
             let statement = fold(tenant_id, &events, &decoded)?;
             let mut account = Account::default();
-            for event in decoded {
+            for event in decoded.iter().cloned() {
                 account.apply(event);
             }
             let aggregate = AggregateState {
                 balance: account.balance(),
                 outstanding: account.outstanding(),
             };
-            let differences = differences(&statement, row.as_ref(), aggregate);
+            let mut differences = differences(&statement, row.as_ref(), aggregate);
+            let calls = calls::reconcile(db, tenant_id, &events, &decoded).await?;
+            differences.extend(calls.differences);
             return Ok(Check {
                 statement,
                 read_model: row,
                 aggregate,
+                recorded_calls: calls.recorded_calls,
                 differences,
+                pending: calls.pending,
             });
         }
         tokio::time::sleep(CHECK_RETRY).await;
@@ -246,10 +294,11 @@ pub async fn check(db: &Db, tenant_id: &str) -> Result<Check, LedgerError> {
     })
 }
 
-/// Every tenant the ledger concerns: those with Account events and those with a balances row
-/// (a row without events is itself a difference), sorted.
+/// Every tenant the ledger concerns: those with Account events, those with a balances row (a
+/// row without events is itself a difference) and those the log records calls for, sorted.
 pub async fn tenants(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     let mut ids = db.aggregate_ids(ACCOUNT).await?;
+    ids.extend(db.tenants_with_calls().await?);
     ids.extend(
         balances::all(db, None)
             .await?
@@ -557,6 +606,10 @@ impl fmt::Display for Difference {
                     )
                 }
             }
+            Difference::ChargedWithoutRecord { .. }
+            | Difference::RecordedWithoutCharge { .. }
+            | Difference::RecordedAmountNotCharged { .. }
+            | Difference::CallWithoutLease { .. } => calls::describe(self, f),
         }
     }
 }

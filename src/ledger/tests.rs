@@ -4,6 +4,7 @@
 
 use super::*;
 use modelrouter_domain::account::CreditSource;
+use modelrouter_projections::LoggedCall;
 use serde_json::json;
 
 /// Events as the store hands them back: positions spread out (other aggregates' events
@@ -353,4 +354,177 @@ fn the_statement_prints_micro_units_as_whole_units_with_six_decimals() {
         text.contains("\ncalls                          4\n"),
         "{text}"
     );
+}
+
+/// A call as the log returns it, at `position`.
+fn call(id: &str, position: i64, lease: Option<&str>, cost: i64) -> LoggedCall {
+    LoggedCall {
+        request_id: id.to_string(),
+        position,
+        cost: Some(cost),
+        lease_id: lease.map(str::to_string),
+        status: Some(200),
+    }
+}
+
+fn reconcile(events: &[AccountEvent], calls: &[LoggedCall]) -> calls::Reconciliation {
+    let stored = stored(events.to_vec());
+    let decoded = decode("t1", &stored).unwrap();
+    let mut reconciler = calls::Reconciler::new(&stored, &decoded).unwrap();
+    for call in calls {
+        reconciler.add(call).unwrap();
+    }
+    reconciler.finish()
+}
+
+fn reference(id: &str, position: i64, cost: i64) -> CallRef {
+    CallRef {
+        request_id: id.to_string(),
+        position,
+        status: Some(200),
+        cost: Money(cost),
+    }
+}
+
+#[test]
+fn settlements_that_match_the_recorded_calls_are_clean() {
+    let events = [
+        grant("L1", 1_000),
+        settle("L1", 250, 2),
+        settle("L1", 50, 2),
+        release("L1", 700),
+    ];
+    let calls = [
+        call("r1", 11, Some("L1"), 100),
+        call("r2", 12, Some("L1"), 150),
+        call("r3", 31, Some("L1"), 50),
+        call("r4", 32, Some("L1"), 0),
+        // A call that cost nothing needs no charge, lease or not.
+        call("r5", 33, None, 0),
+    ];
+    let found = reconcile(&events, &calls);
+    assert_eq!(found.differences, vec![]);
+    assert_eq!(found.pending, vec![]);
+    assert_eq!(found.recorded_calls, 5);
+}
+
+#[test]
+fn a_settlement_without_recorded_calls_is_charged_without_a_record() {
+    let events = [grant("L1", 1_000), settle("L1", 300, 2), settle("L1", 5, 1)];
+    let found = reconcile(&events, &[call("r1", 21, Some("L1"), 5)]);
+    let expected = Difference::ChargedWithoutRecord {
+        lease_id: "L1".into(),
+        settlements: vec![20, 30],
+        settled: Money(305),
+        settled_calls: 3,
+        recorded: Money(5),
+        recorded_calls: 1,
+    };
+    assert_eq!(found.differences, vec![expected.clone()]);
+    assert_eq!(
+        expected.to_string(),
+        "lease L1 charged without a record: settled 0.000305 over 3 call(s) (settlements at \
+         positions 20, 30), but the log records 0.000005 over 1 call(s) under it: 0.000300 and \
+         2 call(s) charged beyond the records"
+    );
+}
+
+#[test]
+fn calls_beyond_the_settlements_of_a_closed_lease_are_named_in_log_order() {
+    let events = [grant("L1", 1_000), settle("L1", 100, 1), release("L1", 900)];
+    let calls = [
+        call("r1", 11, Some("L1"), 100),
+        call("r2", 41, Some("L1"), 70),
+        call("r3", 42, Some("L1"), 0),
+    ];
+    let found = reconcile(&events, &calls);
+    let expected = Difference::RecordedWithoutCharge {
+        lease_id: "L1".into(),
+        settled_calls: 1,
+        calls: vec![reference("r2", 41, 70), reference("r3", 42, 0)],
+    };
+    assert_eq!(found.differences, vec![expected.clone()]);
+    assert_eq!(
+        expected.to_string(),
+        "lease L1 (closed) recorded without a charge: 2 call(s) beyond the 1 settled: \
+         r2 (position 41, status 200, cost 0.000070), r3 (position 42, status 200, cost 0.000000)"
+    );
+
+    // The same calls on a lease still open are pending settlement, not a difference.
+    let found = reconcile(&events[..2], &calls);
+    assert_eq!(found.differences, vec![]);
+    assert_eq!(
+        found.pending,
+        vec![Pending {
+            lease_id: "L1".into(),
+            calls: 2,
+            amount: Money(70),
+        }]
+    );
+
+    // A lease granted again after its release is open again.
+    let reopened = [events.to_vec(), vec![grant("L1", 500)]].concat();
+    assert_eq!(reconcile(&reopened, &calls).differences, vec![]);
+}
+
+#[test]
+fn a_closed_lease_whose_calls_cost_more_than_was_settled_is_reported() {
+    let events = [grant("L1", 1_000), settle("L1", 100, 2), release("L1", 900)];
+    let calls = [
+        call("r1", 11, Some("L1"), 100),
+        call("r2", 12, Some("L1"), 1),
+    ];
+    assert_eq!(
+        reconcile(&events, &calls).differences,
+        vec![Difference::RecordedAmountNotCharged {
+            lease_id: "L1".into(),
+            calls: 2,
+            settled: Money(100),
+            recorded: Money(101),
+        }]
+    );
+}
+
+#[test]
+fn calls_with_a_cost_under_no_lease_or_one_never_granted_are_named() {
+    let events = [grant("L1", 1_000), release("L1", 1_000)];
+    let calls = [
+        call("r1", 11, None, 9),
+        call("r2", 12, Some("ghost"), 7),
+        call("r3", 13, Some("ghost"), 0),
+        call("r4", 14, None, 0),
+    ];
+    let found = reconcile(&events, &calls);
+    assert_eq!(
+        found.differences,
+        vec![
+            Difference::CallWithoutLease {
+                lease_id: None,
+                call: reference("r1", 11, 9),
+            },
+            Difference::CallWithoutLease {
+                lease_id: Some("ghost".into()),
+                call: reference("r2", 12, 7),
+            },
+        ]
+    );
+    assert_eq!(
+        found.differences[1].to_string(),
+        "call r2 (position 12, status 200, cost 0.000007) recorded under lease ghost, which the \
+         Account never granted"
+    );
+}
+
+#[test]
+fn a_call_without_a_valid_cost_stops_the_check_naming_it() {
+    let stored = stored(vec![grant("L1", 1_000)]);
+    let decoded = decode("t1", &stored).unwrap();
+    let mut reconciler = calls::Reconciler::new(&stored, &decoded).unwrap();
+    for cost in [None, Some(-1)] {
+        let mut bad = call("r9", 99, Some("L1"), 0);
+        bad.cost = cost;
+        let error = reconciler.add(&bad).unwrap_err();
+        assert!(matches!(error, LedgerError::BadCall { position: 99, .. }));
+        assert!(error.to_string().contains("r9"), "{error}");
+    }
 }

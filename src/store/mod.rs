@@ -10,9 +10,9 @@ pub mod sessions;
 pub mod spool;
 pub mod verifications;
 
-pub use spool::{MeteringRecord, Spool, SpoolSettings, SpoolTask};
 pub use commands::{CommandError, Commands};
 pub use modelrouter_projections::Db;
+pub use spool::{MeteringRecord, Spool, SpoolSettings, SpoolTask};
 
 use modelrouter_projections::on_db;
 

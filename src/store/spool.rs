@@ -246,8 +246,7 @@ impl Spool {
     /// Makes `record` durable on this replica (see the module comment for what that means)
     /// and queues it for the store. Fails when the disk refused the write.
     pub async fn append(&self, record: &MeteringRecord) -> Result<(), SpoolError> {
-        let mut line =
-            serde_json::to_vec(record).map_err(|e| SpoolError::Write(e.to_string()))?;
+        let mut line = serde_json::to_vec(record).map_err(|e| SpoolError::Write(e.to_string()))?;
         line.push(b'\n');
         let (done, answer) = oneshot::channel();
         self.sender
@@ -406,15 +405,18 @@ fn open_dir(root: &Path, node: &str) -> std::io::Result<(PathBuf, Opened)> {
             "metering records left by the previous run; draining them into the store first"
         );
     }
-    Ok((dir.to_path_buf(), Opened {
-        lock,
-        file,
-        segment,
-        cursor,
-        recovery_end,
-        backlog,
-        previous_node,
-    }))
+    Ok((
+        dir.to_path_buf(),
+        Opened {
+            lock,
+            file,
+            segment,
+            cursor,
+            recovery_end,
+            backlog,
+            previous_node,
+        },
+    ))
 }
 
 /// Makes a new or removed file's name durable (best effort: not every filesystem can).
@@ -476,8 +478,10 @@ fn write_loop(
                     shared
                         .backlog
                         .fetch_add(buffer.len() as u64, Ordering::Relaxed);
-                    *shared.written.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Position { segment, offset: size };
+                    *shared.written.lock().unwrap_or_else(|e| e.into_inner()) = Position {
+                        segment,
+                        offset: size,
+                    };
                     for request in group {
                         let _ = request.done.send(Ok(()));
                     }
@@ -517,12 +521,12 @@ fn write_loop(
                     segment = next;
                     size = 0;
                     unsynced = false;
-                    *shared.written.lock().unwrap_or_else(|e| e.into_inner()) = Position {
-                        segment,
-                        offset: 0,
-                    };
+                    *shared.written.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Position { segment, offset: 0 };
                 }
-                Err(error) => tracing::error!(%error, "no new spool segment; the current one grows"),
+                Err(error) => {
+                    tracing::error!(%error, "no new spool segment; the current one grows")
+                }
             }
         }
     }
@@ -578,20 +582,20 @@ async fn drain_loop(mut drain: Drain) {
             drain.shared.written(),
             drain.max_batch,
         );
-        let batch = match tokio::task::spawn_blocking(move || read_batch(&dir, cursor, written, max))
-            .await
-        {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "the metering spool cannot be read; retrying");
-                tokio::time::sleep(LONGEST_BACKOFF).await;
-                continue;
-            }
-            Err(error) => {
-                tracing::error!(%error, "reading the metering spool failed");
-                return;
-            }
-        };
+        let batch =
+            match tokio::task::spawn_blocking(move || read_batch(&dir, cursor, written, max)).await
+            {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "the metering spool cannot be read; retrying");
+                    tokio::time::sleep(LONGEST_BACKOFF).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reading the metering spool failed");
+                    return;
+                }
+            };
         drain.store(&batch.records).await;
         if drain.cursor < drain.recovery_end {
             if let Some((_, recovered)) = drain.recovered.as_mut() {
@@ -612,7 +616,11 @@ async fn drain_loop(mut drain: Drain) {
             .iter()
             .filter_map(|item| {
                 let lease = item.record.lease_id.clone()?;
-                Some((item.record.tenant_id.clone(), lease, item.record.cost.micros()))
+                Some((
+                    item.record.tenant_id.clone(),
+                    lease,
+                    item.record.cost.micros(),
+                ))
             })
             .collect();
         (drain.on_recorded)(&summary);

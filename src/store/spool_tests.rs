@@ -78,7 +78,8 @@ async fn every_record_reaches_the_store_once_and_is_counted_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = store(dir.path()).await;
     let (counted, on_recorded) = counting();
-    let (spool, task) = Spool::start(settings(dir.path()), "node-a", db.clone(), on_recorded).unwrap();
+    let (spool, task) =
+        Spool::start(settings(dir.path()), "node-a", db.clone(), on_recorded).unwrap();
     let mut writers = Vec::new();
     for w in 0..4 {
         let spool = spool.clone();
@@ -179,11 +180,15 @@ async fn a_torn_last_record_is_skipped_and_the_ones_before_it_are_kept() {
 
     let db = store(dir.path()).await;
     let (_, on_recorded) = counting();
-    let (spool, mut task) = Spool::start(settings(dir.path()), "n", db.clone(), on_recorded).unwrap();
+    let (spool, mut task) =
+        Spool::start(settings(dir.path()), "n", db.clone(), on_recorded).unwrap();
     let recovered = task.recovered().unwrap().await.unwrap();
     assert_eq!(recovered.records, 3);
     let calls = calls_in_store(&db).await;
-    assert_eq!(calls.keys().cloned().collect::<Vec<_>>(), ["whole-0", "whole-1", "whole-2"]);
+    assert_eq!(
+        calls.keys().cloned().collect::<Vec<_>>(),
+        ["whole-0", "whole-1", "whole-2"]
+    );
     assert_eq!(spool.backlog(), 0);
     drop(spool);
     assert!(task.drained(Duration::from_secs(5)).await);

@@ -127,8 +127,11 @@ impl PrivatePostgres {
 
     /// Stops the server (fast: open connections are cut, as in a crash of the network path).
     pub async fn stop(&self) {
-        self.run("pg_ctl", &["-D", &self.data_dir(), "-m", "fast", "-w", "stop"])
-            .await;
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-m", "fast", "-w", "stop"],
+        )
+        .await;
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -153,7 +156,9 @@ impl Drop for PrivatePostgres {
         let mut command = match self.user {
             Some(user) => {
                 let mut command = std::process::Command::new("runuser");
-                command.args(["-u", user, "--"]).arg(self.bin.join("pg_ctl"));
+                command
+                    .args(["-u", user, "--"])
+                    .arg(self.bin.join("pg_ctl"));
                 command
             }
             None => std::process::Command::new(self.bin.join("pg_ctl")),

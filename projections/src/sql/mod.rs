@@ -305,7 +305,11 @@ pub async fn advance(db: &Db, projection: Projection, batch: i64) -> Result<usiz
     // tailers take no write lock (on SQLite, other processes — the CLI — then never wait on
     // them).
     let seen = checkpoint(db, projection).await?;
-    if db.read_events_of(projection.reads(), seen, 1).await?.is_empty() {
+    if db
+        .read_events_of(projection.reads(), seen, 1)
+        .await?
+        .is_empty()
+    {
         return Ok(0);
     }
     advance_on(&mut TxSource::Pool(db), projection, batch).await
