@@ -293,7 +293,7 @@ async fn keep_alive_and_reclaim(
         }
         beats += 1;
         // Look for dead replicas every other beat.
-        if beats % 2 == 0 {
+        if beats.is_multiple_of(2) {
             if let Err(error) = allowances.reclaim_orphans(&db, now - dead_after_secs).await {
                 tracing::warn!(%error, "lease reclaim failed");
             }

@@ -3,6 +3,8 @@
 //! replicas, a long transaction elsewhere on the server. Real processes (`modelrouter serve`),
 //! real stores; the clients count what they received and the test compares it with the store.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -100,7 +102,7 @@ impl Load {
                             let urls = urls.lock().unwrap();
                             urls[(client + n) % urls.len()].clone()
                         };
-                        let stream = n % 2 == 0;
+                        let stream = n.is_multiple_of(2);
                         let started = Instant::now();
                         let (status, id, complete, retry_after) = call(&http, &url, stream).await;
                         let took = started.elapsed();

@@ -38,7 +38,7 @@ pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -113,7 +113,7 @@ pub fn spend_chart(bars: &[Bar], currency: &str) -> String {
         // A label every seventh day counted back from today, so today's is always there and
         // none sits closer than a week to another; today's ends at the chart's right edge.
         let from_end = bars.len() - 1 - i;
-        if from_end % 7 == 0 {
+        if from_end.is_multiple_of(7) {
             let label = bar.day.get(5..).unwrap_or(&bar.day);
             let (anchor, at) = if from_end == 0 {
                 ("end", x + bar_width)
