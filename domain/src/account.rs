@@ -394,6 +394,11 @@ impl Aggregate for Account {
                 AccountEvent::AllowanceReturned { lease_id, amount }
             }
             AccountCommand::RecallAllowances { lease_id, needed } => {
+                // Another replica may have given back enough since the asker last looked: then
+                // there is nothing to recall, and its grant can be tried again.
+                if self.available() >= needed {
+                    return Ok(());
+                }
                 let own = self.leases.get(&lease_id).copied().unwrap_or_default();
                 let others = self.outstanding() - own;
                 if !others.is_positive() || self.balance < needed {

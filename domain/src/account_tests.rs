@@ -436,3 +436,67 @@ fn a_refund_lowers_the_balance() {
     assert_eq!(account.refunded_of("o1"), Money(250));
     assert!(account.has_refund("r1"));
 }
+
+fn recall(lease: &str, needed: i64) -> AccountCommand {
+    AccountCommand::RecallAllowances {
+        lease_id: lease.into(),
+        needed: Money(needed),
+    }
+}
+
+#[test]
+fn a_recall_asks_the_other_leases_only_when_they_hold_what_is_missing() {
+    // Another lease holds most of the balance: the recall goes out.
+    Given::with(())
+        .given(vec![credited(1000, "o1"), granted("a", 900)])
+        .when(recall("b", 500))
+        .then_expect_events(vec![AccountEvent::AllowanceRecalled {
+            by_lease: "b".into(),
+            needed: Money(500),
+        }]);
+    // Enough came back meanwhile: nothing to recall, the asker's grant can be tried again.
+    Given::with(())
+        .given(vec![credited(1000, "o1"), granted("a", 200)])
+        .when(recall("b", 500))
+        .then_expect_events(vec![]);
+    // Nobody else holds anything: the balance is spent.
+    Given::with(())
+        .given(vec![credited(1000, "o1"), granted("b", 800)])
+        .when(recall("b", 500))
+        .then_expect_error(DomainError::InsufficientBalance {
+            available: Money(200),
+        });
+}
+
+#[test]
+fn a_lease_returns_at_most_what_it_holds_and_stays_open() {
+    Given::with(())
+        .given(vec![
+            credited(1000, "o1"),
+            granted("a", 600),
+            AccountEvent::AllowanceReturned {
+                lease_id: "a".into(),
+                amount: Money(500),
+            },
+        ])
+        .when(AccountCommand::ReturnAllowance {
+            lease_id: "a".into(),
+            amount: Money(300),
+        })
+        .then_expect_events(vec![AccountEvent::AllowanceReturned {
+            lease_id: "a".into(),
+            amount: Money(100),
+        }]);
+    // After returning, the lease can still be granted to and the rest is available.
+    Given::with(())
+        .given(vec![
+            credited(1000, "o1"),
+            granted("a", 600),
+            AccountEvent::AllowanceReturned {
+                lease_id: "a".into(),
+                amount: Money(600),
+            },
+        ])
+        .when(grant("b", 1000))
+        .then_expect_events(vec![granted("b", 1000)]);
+}
