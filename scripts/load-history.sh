@@ -73,7 +73,7 @@ SELECT 'InferenceCall', 'req_history_' || g, 1, 'Completed', '1',
          'attempts', json_build_array(json_build_object(
            'provider', 'history-mock', 'upstream_model', 'm', 'status', 200, 'error', NULL,
            'latency_ms', 5)),
-         'started_at', to_char(now() - (g || ' milliseconds')::interval AT TIME ZONE 'UTC',
+         'started_at', to_char((now() - (g || ' milliseconds')::interval) AT TIME ZONE 'UTC',
                                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
          'lease_id', 'history/' || t.tenant_id)),
        json_build_object('actor', 'system', 'request_id', 'req_history_' || g)

@@ -220,8 +220,10 @@ async fn readers_see_the_whole_old_or_the_whole_new_read_model_throughout_a_rebu
             "{}: only {reads} reads in the {took:?} the rebuild took; the test proves nothing",
             store.name
         );
-        let seeded = (TENANTS.len() as i64 * (CREDITS + CALLS)) as usize;
-        assert!(balance_events >= seeded && usage_events >= seeded);
+        // Each projection reads only its own aggregate types: the credits, or the calls.
+        let tenants = TENANTS.len() as i64;
+        assert!(balance_events >= (tenants * CREDITS) as usize);
+        assert!(usage_events >= (tenants * CALLS) as usize);
 
         // The credits made during the rebuild count once each, and the read models the tailer
         // goes on with equal a rebuild made with nothing running.
