@@ -13,7 +13,8 @@ bin=${MODELROUTER_BIN:-target/release/modelrouter}
 export MODELROUTER_MASTER_KEY=${MODELROUTER_MASTER_KEY:-$(printf '11%.0s' $(seq 1 32))}
 export MODELROUTER_LOG=${MODELROUTER_LOG:-warn}
 work=$(mktemp -d)
-trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+server=
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 ms() { echo $(($(date +%s%N) / 1000000)); }
 
 echo "events in the log: $(psql "$url" -Atc "SELECT count(*) FROM events")"

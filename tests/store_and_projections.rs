@@ -217,13 +217,24 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 .unwrap();
         }
         let referred = common::visitor::Visitor::new(&env.url(""));
-        let signup = referred
-            .http
-            .post(referred.url("/api/portal/signup"))
-            .json(&json!({"email": "referred@example.com", "password": common::visitor::PASSWORD, "referral_code": "agent-1"}))
-            .send()
-            .await
-            .unwrap();
+        // The agent was registered by command, beside the replica: its referral code reaches the
+        // replica's view within a tail poll.
+        let mut signup = None;
+        for _ in 0..100 {
+            let response = referred
+                .http
+                .post(referred.url("/api/portal/signup"))
+                .json(&json!({"email": "referred@example.com", "password": common::visitor::PASSWORD, "referral_code": "agent-1"}))
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 422 {
+                signup = Some(response);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let signup = signup.expect("the referral code never reached the replica");
         assert_eq!(signup.status(), 201);
         let csrf = signup.json::<Value>().await.unwrap()["csrf_token"]
             .as_str()
