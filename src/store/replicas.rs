@@ -62,14 +62,7 @@ pub async fn orphaned_leases(
         .fetch_all(pool)
         .await?
     });
-    Ok(rows
-        .into_iter()
-        .map(|(tenant_id, lease_id, node)| OrphanedLease {
-            tenant_id,
-            lease_id,
-            node,
-        })
-        .collect())
+    Ok(leases(rows))
 }
 
 /// The leases in the balances read model that one node still holds.
@@ -83,12 +76,15 @@ pub async fn leases_of_node(db: &Db, node: &str) -> Result<Vec<OrphanedLease>, s
         .fetch_all(pool)
         .await?
     });
-    Ok(rows
-        .into_iter()
+    Ok(leases(rows))
+}
+
+fn leases(rows: Vec<(String, String, String)>) -> Vec<OrphanedLease> {
+    rows.into_iter()
         .map(|(tenant_id, lease_id, node)| OrphanedLease {
             tenant_id,
             lease_id,
             node,
         })
-        .collect())
+        .collect()
 }
